@@ -1,0 +1,49 @@
+# The two README commands: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: run test stop status lint browser bench clean-data
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The local CPU build first: a bare `torch` would pull several GB of CUDA packages.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## run: venv, install, embedded PostgreSQL+Redis, migrate, bootstrap, demo data, web + worker
+run: $(STAMP)
+	$(BIN)/python manage.py serve
+
+## test: the same set-up, the import-layer contract, then the whole pytest suite
+test: $(STAMP) browser
+	$(BIN)/python manage.py services start
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest
+
+## browser: Debian's Chromium for the browser tests (installed only when missing and root)
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's chromium for the browser tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "Chromium is missing: browser tests will be SKIPPED. Install it with: sudo apt-get install -y chromium"; \
+	fi
+
+stop: $(STAMP)
+	$(BIN)/python manage.py services stop
+
+status: $(STAMP)
+	$(BIN)/python manage.py services status
+
+lint: $(STAMP)
+	$(BIN)/lint-imports
+
+clean-data: stop
+	rm -rf .data
