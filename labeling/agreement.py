@@ -1,0 +1,337 @@
+"""Inter-annotator agreement of the labeling team: read-side selectors and the maths.
+
+Definitions (DESIGN.md §3):
+
+* A user's *effective label* on a video is their latest label that has not been
+  retracted (``retracted_at IS NULL``, ordered by ``created_at DESC, id DESC``) — the
+  same rule as the ``labeling_videoconsensus`` view.
+* **Percent agreement** and **Cohen's kappa** are computed for every pair of labelers
+  over the videos on which both have an effective label.
+* **Fleiss' kappa** is computed over the whole corpus from each video's vote counts
+  (videos with at least two effective labels), with a varying number of raters per
+  video.
+
+Everything is set-based: :func:`agreement_summary` costs a constant number of queries
+(four) whatever the number of videos, labels or users. The pure functions
+(:func:`cohen_kappa`, :func:`percent_agreement`, :func:`fleiss_kappa`,
+:func:`fleiss_kappa_weighted`, :func:`interpret_kappa`) take no database and do exact
+rational arithmetic, converting to ``float`` only at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import Count, F, Q, Sum
+
+from labeling.models import Label, VideoConsensus
+
+# --------------------------------------------------------------------------- maths
+
+
+@dataclass(frozen=True)
+class AgreementTable:
+    """2×2 contingency table of two raters over their common items.
+
+    Rows are rater A (yes, no), columns rater B (yes, no)::
+
+                    B yes        B no
+        A yes   both_yes     a_yes_b_no
+        A no    a_no_b_yes   both_no
+    """
+
+    both_yes: int = 0
+    a_yes_b_no: int = 0
+    a_no_b_yes: int = 0
+    both_no: int = 0
+
+    @classmethod
+    def from_matrix(cls, matrix: Sequence[Sequence[int]]) -> AgreementTable:
+        """``[[both_yes, a_yes_b_no], [a_no_b_yes, both_no]]`` → table."""
+        (yy, yn), (ny, nn) = matrix
+        return cls(int(yy), int(yn), int(ny), int(nn))
+
+    @property
+    def n(self) -> int:
+        return self.both_yes + self.a_yes_b_no + self.a_no_b_yes + self.both_no
+
+    @property
+    def agreements(self) -> int:
+        return self.both_yes + self.both_no
+
+    def as_matrix(self) -> list[list[int]]:
+        return [[self.both_yes, self.a_yes_b_no], [self.a_no_b_yes, self.both_no]]
+
+
+TableLike = AgreementTable | Sequence[Sequence[int]]
+
+
+def _as_table(table: TableLike) -> AgreementTable:
+    return table if isinstance(table, AgreementTable) else AgreementTable.from_matrix(table)
+
+
+def percent_agreement(table: TableLike) -> float | None:
+    """Observed agreement as a percentage, 0–100; ``None`` for an empty table."""
+    t = _as_table(table)
+    if t.n == 0:
+        return None
+    return float(Fraction(100 * t.agreements, t.n))
+
+
+def cohen_kappa(table: TableLike) -> float | None:
+    """Cohen's kappa of a 2×2 table: κ = (p_o − p_e) / (1 − p_e).
+
+    p_o is the observed agreement, p_e the agreement expected by chance from each
+    rater's own marginals: p_e = (A_yes·B_yes + A_no·B_no) / n².
+
+    Returns ``None`` when kappa is undefined:
+
+    * the table is empty (n = 0), or
+    * p_e = 1, i.e. both raters gave the *same single answer* to every item (e.g. both
+      always "yes"). Then p_o = 1 too and κ = 0/0: there is no variation from which to
+      tell agreement from chance. (Two raters who each always give a *different*
+      constant answer have p_e = 0 and κ = 0, which is defined.)
+
+    Computed exactly: κ = (n·agreements − S) / (n² − S) with S = Σ_j rowⱼ·colⱼ.
+    """
+    t = _as_table(table)
+    n = t.n
+    if n == 0:
+        return None
+    a_yes, a_no = t.both_yes + t.a_yes_b_no, t.a_no_b_yes + t.both_no
+    b_yes, b_no = t.both_yes + t.a_no_b_yes, t.a_yes_b_no + t.both_no
+    chance = a_yes * b_yes + a_no * b_no  # p_e · n²
+    if chance == n * n:
+        return None
+    return float(Fraction(n * t.agreements - chance, n * n - chance))
+
+
+def fleiss_kappa_weighted(histogram: Iterable[tuple[Sequence[int], int]]) -> float | None:
+    """Fleiss' kappa from ``(category counts of an item, number of such items)`` pairs.
+
+    The counts of an item are how many raters put it in each category, e.g.
+    ``(n_yes, n_no)``; any number of categories works as long as every item lists the
+    same ones. The number of raters may vary per item (Fleiss' formula with per-item
+    nᵢ); items with fewer than 2 raters carry no agreement information and are
+    excluded. With wᵢ the weight (multiplicity) of an item::
+
+        Pᵢ  = Σⱼ nᵢⱼ(nᵢⱼ − 1) / (nᵢ(nᵢ − 1))      agreement among the item's rater pairs
+        P̄   = Σᵢ wᵢPᵢ / Σᵢ wᵢ                     mean over items
+        pⱼ  = Σᵢ wᵢnᵢⱼ / Σᵢ wᵢnᵢ                  share of all ratings in category j
+        P̄e  = Σⱼ pⱼ²
+        κ   = (P̄ − P̄e) / (1 − P̄e)
+
+    Returns ``None`` when no item has 2 raters, or when P̄e = 1 (every rating falls in
+    one category: κ = 0/0, undefined — as for :func:`cohen_kappa`).
+    """
+    items = 0
+    p_sum = Fraction(0)
+    category_totals: list[int] | None = None
+    ratings = 0
+    for counts, weight in histogram:
+        counts = [int(c) for c in counts]
+        weight = int(weight)
+        n_i = sum(counts)
+        if n_i < 2 or weight <= 0:
+            continue
+        if category_totals is None:
+            category_totals = [0] * len(counts)
+        elif len(counts) != len(category_totals):
+            raise ValueError("every item must list the same number of categories")
+        items += weight
+        p_sum += weight * Fraction(sum(c * (c - 1) for c in counts), n_i * (n_i - 1))
+        ratings += weight * n_i
+        for j, c in enumerate(counts):
+            category_totals[j] += weight * c
+    if items == 0:
+        return None
+    p_bar = p_sum / items
+    p_e = sum(Fraction(total, ratings) ** 2 for total in category_totals)
+    if p_e == 1:
+        return None
+    return float((p_bar - p_e) / (1 - p_e))
+
+
+def fleiss_kappa(rating_counts: Iterable[Sequence[int]]) -> float | None:
+    """Fleiss' kappa from one ``(n_yes, n_no)`` per item (see :func:`fleiss_kappa_weighted`)."""
+    return fleiss_kappa_weighted((counts, 1) for counts in rating_counts)
+
+
+# Landis & Koch (1977), "The measurement of observer agreement for categorical data".
+_LANDIS_KOCH = ((0.20, "slight"), (0.40, "fair"), (0.60, "moderate"), (0.80, "substantial"), (1.00, "almost perfect"))
+
+
+def interpret_kappa(kappa: float | None) -> str:
+    """Plain-language strength of agreement per Landis & Koch.
+
+    < 0 poor (worse than chance), 0–0.20 slight, 0.21–0.40 fair, 0.41–0.60 moderate,
+    0.61–0.80 substantial, 0.81–1 almost perfect; ``None`` → "undefined".
+    """
+    if kappa is None:
+        return "undefined"
+    if kappa < 0:
+        return "poor"
+    for upper, name in _LANDIS_KOCH:
+        if kappa <= upper + 1e-12:
+            return name
+    return "almost perfect"
+
+
+# ----------------------------------------------------------------------- selectors
+
+_EFFECTIVE_LABELS_CTE = """
+effective AS (
+    SELECT DISTINCT ON (video_id, user_id) video_id, user_id, value
+    FROM labeling_label
+    WHERE retracted_at IS NULL
+    ORDER BY video_id, user_id, created_at DESC, id DESC
+)"""
+
+
+@dataclass(frozen=True)
+class PairAgreement:
+    """Agreement of two labelers (``user_a_id < user_b_id``) over their common videos."""
+
+    user_a_id: int
+    user_a: str
+    user_b_id: int
+    user_b: str
+    table: AgreementTable
+    n: int
+    percent_agreement: float | None
+    kappa: float | None
+    interpretation: str
+
+    @classmethod
+    def from_table(cls, user_a_id: int, user_a: str, user_b_id: int, user_b: str, table: AgreementTable):
+        kappa = cohen_kappa(table)
+        return cls(
+            user_a_id=user_a_id,
+            user_a=user_a,
+            user_b_id=user_b_id,
+            user_b=user_b,
+            table=table,
+            n=table.n,
+            percent_agreement=percent_agreement(table),
+            kappa=kappa,
+            interpretation=interpret_kappa(kappa),
+        )
+
+
+def pair_agreement_tables() -> list[PairAgreement]:
+    """Every pair of labelers with at least one video both effectively labeled.
+
+    One query: effective labels (DISTINCT ON), self-joined on the video with
+    ``a.user_id < b.user_id``, grouped by the pair with filtered counts, joined to the
+    user table for the usernames. Ordered by (user_a_id, user_b_id).
+    """
+    user_model = get_user_model()
+    user_table = connection.ops.quote_name(user_model._meta.db_table)
+    username_column = connection.ops.quote_name(user_model._meta.get_field(user_model.USERNAME_FIELD).column)
+    sql = f"""
+        WITH {_EFFECTIVE_LABELS_CTE},
+        pairs AS (
+            SELECT a.user_id AS user_a_id,
+                   b.user_id AS user_b_id,
+                   count(*) FILTER (WHERE a.value AND b.value) AS both_yes,
+                   count(*) FILTER (WHERE a.value AND NOT b.value) AS a_yes_b_no,
+                   count(*) FILTER (WHERE NOT a.value AND b.value) AS a_no_b_yes,
+                   count(*) FILTER (WHERE NOT a.value AND NOT b.value) AS both_no
+            FROM effective a
+            JOIN effective b ON b.video_id = a.video_id AND a.user_id < b.user_id
+            GROUP BY a.user_id, b.user_id
+        )
+        SELECT p.user_a_id, ua.{username_column}, p.user_b_id, ub.{username_column},
+               p.both_yes, p.a_yes_b_no, p.a_no_b_yes, p.both_no
+        FROM pairs p
+        JOIN {user_table} ua ON ua.id = p.user_a_id
+        JOIN {user_table} ub ON ub.id = p.user_b_id
+        ORDER BY p.user_a_id, p.user_b_id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+    return [
+        PairAgreement.from_table(a_id, a_name, b_id, b_name, AgreementTable(yy, yn, ny, nn))
+        for a_id, a_name, b_id, b_name, yy, yn, ny, nn in rows
+    ]
+
+
+def vote_histogram() -> list[tuple[int, int, int]]:
+    """``(positive_votes, negative_votes, number_of_videos)`` for videos with ≥ 2 effective labels. One query."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT positive_votes, negative_votes, count(*)
+            FROM labeling_videoconsensus
+            WHERE positive_votes + negative_votes >= 2
+            GROUP BY 1, 2
+            ORDER BY 1, 2
+            """
+        )
+        return [(int(yes), int(no), int(count)) for yes, no, count in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class FleissSummary:
+    kappa: float | None
+    interpretation: str
+    items: int  # videos with at least two effective labels
+    ratings: int  # effective labels on those videos
+
+
+def overall_fleiss() -> FleissSummary:
+    """Fleiss' kappa over the corpus, from the vote histogram (one query, no per-video list)."""
+    histogram = vote_histogram()
+    kappa = fleiss_kappa_weighted(((yes, no), count) for yes, no, count in histogram)
+    return FleissSummary(
+        kappa=kappa,
+        interpretation=interpret_kappa(kappa),
+        items=sum(count for _, _, count in histogram),
+        ratings=sum((yes + no) * count for yes, no, count in histogram),
+    )
+
+
+@dataclass(frozen=True)
+class CorpusCounts:
+    videos: int
+    labeled_videos: int  # videos with at least one effective label
+    labels: int  # non-retracted labels, history included
+    effective_labels: int  # one per (video, user) at most
+    consensus_positive: int  # consensus "yes" (a review overrides the vote)
+    consensus_negative: int
+    ties: int  # votes tied (reviewed or not)
+    inconsistent: int  # effective labels disagree and no review resolved it
+    reviewed: int  # videos with at least one review
+
+
+def corpus_counts() -> CorpusCounts:
+    """Corpus-wide counters: one aggregate over the consensus view plus one label count."""
+    totals = VideoConsensus.objects.aggregate(
+        videos=Count("pk"),
+        labeled_videos=Count("pk", filter=Q(positive_votes__gt=0) | Q(negative_votes__gt=0)),
+        effective_labels=Sum(F("positive_votes") + F("negative_votes"), default=0),
+        consensus_positive=Count("pk", filter=Q(value=True)),
+        consensus_negative=Count("pk", filter=Q(value=False)),
+        ties=Count("pk", filter=Q(is_tie=True)),
+        inconsistent=Count("pk", filter=Q(is_inconsistent=True)),
+        reviewed=Count("pk", filter=Q(review__isnull=False)),
+    )
+    labels = Label.objects.filter(retracted_at__isnull=True).count()
+    return CorpusCounts(labels=labels, **{key: int(value) for key, value in totals.items()})
+
+
+@dataclass(frozen=True)
+class AgreementSummary:
+    counts: CorpusCounts
+    pairs: list[PairAgreement]
+    fleiss: FleissSummary
+
+
+def agreement_summary() -> AgreementSummary:
+    """Everything the agreement dashboard shows, in four queries whatever the corpus size."""
+    return AgreementSummary(counts=corpus_counts(), pairs=pair_agreement_tables(), fleiss=overall_fleiss())

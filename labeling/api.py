@@ -1,0 +1,160 @@
+"""REST API of the labeling app: one view per action, nested Input/Output serializers."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labeling import selectors, services
+from labeling.models import LabelSource, Video
+
+
+class ConsensusOutput(serializers.Serializer):
+    consensus = serializers.BooleanField(source="value", allow_null=True)
+    positive_votes = serializers.IntegerField()
+    negative_votes = serializers.IntegerField()
+    is_tie = serializers.BooleanField()
+    is_inconsistent = serializers.BooleanField()
+    reviewed = serializers.SerializerMethodField()
+
+    def get_reviewed(self, consensus) -> bool:
+        return consensus.review_id is not None
+
+
+class VideoOutput(serializers.ModelSerializer):
+    consensus = ConsensusOutput()
+    tags = serializers.ListField(source="tag_list", child=serializers.CharField())
+
+    class Meta:
+        model = Video
+        fields = ["aid", "bvid", "title", "description", "tags", "uploader_mid", "uploader_name",
+                  "published_at", "duration", "cover_url", "consensus"]
+
+
+def _optional_bool(raw: str | None, name: str) -> bool | None:
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise serializers.ValidationError({name: f"must be true or false (got {raw!r})"})
+
+
+class VideoListApi(ListAPIView):
+    """Videos with their consensus; filter with ?search=, ?consensus=true|false|none, ?inconsistent=, ?labeled=."""
+
+    serializer_class = VideoOutput
+
+    @extend_schema(parameters=[
+        OpenApiParameter("search", str), OpenApiParameter("consensus", str, enum=["true", "false", "none"]),
+        OpenApiParameter("inconsistent", bool), OpenApiParameter("labeled", bool),
+    ])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        params = self.request.query_params
+        consensus = params.get("consensus")
+        if consensus not in (None, "", "true", "false", "none"):
+            raise serializers.ValidationError({"consensus": f"must be true, false or none (got {consensus!r})"})
+        return selectors.videos_filtered(
+            search=params.get("search", "").strip(),
+            consensus=consensus or None,
+            inconsistent=_optional_bool(params.get("inconsistent"), "inconsistent"),
+            labeled=_optional_bool(params.get("labeled"), "labeled"),
+        )
+
+
+class LabelCreateApi(APIView):
+    class Input(serializers.Serializer):
+        aid = serializers.IntegerField(min_value=1)
+        value = serializers.BooleanField()
+        source = serializers.ChoiceField(choices=LabelSource.choices, default=LabelSource.HUMAN)
+
+    class Output(serializers.Serializer):
+        id = serializers.IntegerField()
+        aid = serializers.IntegerField(source="video.aid")
+        value = serializers.BooleanField()
+        source = serializers.CharField()
+        user = serializers.CharField(source="user.username")
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(request=Input, responses={201: Output})
+    def post(self, request):
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        video = Video.objects.filter(aid=data.validated_data["aid"]).only("pk").first()
+        if video is None:
+            raise serializers.ValidationError({"aid": f"no video with aid {data.validated_data['aid']}"})
+        label = services.label_create(
+            video_id=video.pk, user=request.user, value=data.validated_data["value"],
+            source=data.validated_data["source"],
+        )
+        return Response(self.Output(label).data, status=status.HTTP_201_CREATED)
+
+
+class InconsistentVideoListApi(ListAPIView):
+    """Videos whose effective labels disagree and no review resolved, with each user's label."""
+
+    class Output(VideoOutput):
+        effective_labels = serializers.SerializerMethodField()
+
+        class Meta(VideoOutput.Meta):
+            fields = [*VideoOutput.Meta.fields, "effective_labels"]
+
+        def get_effective_labels(self, video) -> list[dict]:
+            return [
+                {"user": label.username, "value": label.value, "created_at": label.created_at}
+                for label in self.context["effective_labels"].get(video.pk, [])
+            ]
+
+    serializer_class = Output
+
+    def get_queryset(self):
+        return selectors.inconsistent_videos(search=self.request.query_params.get("search", "").strip())
+
+    def get_serializer(self, page, *args, **kwargs):
+        # One query for the labels of the whole page instead of one per video.
+        labels = selectors.effective_labels_by_video(video.pk for video in page)
+        return self.Output(page, *args, context={**self.get_serializer_context(), "effective_labels": labels}, **kwargs)
+
+
+class ConsensusApi(APIView):
+    """Consensus for a list of aids: POST {"aids": [...]} or GET ?aids=1,2,3."""
+
+    MAX_AIDS = 10_000
+
+    class Input(serializers.Serializer):
+        aids = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=10_000)
+
+    @extend_schema(request=Input, responses={200: inline_serializer("ConsensusResponse", {
+        "results": serializers.DictField(child=ConsensusOutput()), "missing": serializers.ListField(child=serializers.IntegerField()),
+    })})
+    def post(self, request):
+        return self._respond(request.data)
+
+    @extend_schema(parameters=[OpenApiParameter("aids", str, description="comma separated")])
+    def get(self, request):
+        raw = request.query_params.get("aids", "")
+        return self._respond({"aids": [part.strip() for part in raw.split(",") if part.strip()]})
+
+    def _respond(self, payload):
+        data = self.Input(data=payload)
+        data.is_valid(raise_exception=True)
+        aids = data.validated_data["aids"]
+        found = selectors.consensus_by_aid(aids)
+        return Response({
+            "results": {str(aid): ConsensusOutput(row).data for aid, row in found.items()},
+            "missing": sorted(set(aids) - set(found)),
+        })
+
+
+class VideoDetailApi(APIView):
+    @extend_schema(responses={200: VideoOutput})
+    def get(self, request, aid: int):
+        return Response(VideoOutput(get_object_or_404(Video.objects.select_related("consensus"), aid=aid)).data)

@@ -1,0 +1,127 @@
+"""The corpus and its labels. Consensus is derived (a database view), never stored twice."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from labeling.timestamped import TimestampedModel
+
+
+class Video(TimestampedModel):
+    """One Bilibili video, as imported from the archive."""
+
+    aid = models.BigIntegerField(unique=True, help_text="Bilibili numeric id (av number)")
+    bvid = models.CharField(max_length=16, blank=True, help_text="Bilibili BV id, e.g. BV1xx411c7mD")
+    title = models.TextField()
+    description = models.TextField(blank=True)
+    tags = models.TextField(blank=True, help_text="Comma separated, as upstream")
+    uploader_mid = models.BigIntegerField(null=True, blank=True)
+    uploader_name = models.CharField(max_length=100, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    duration = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds")
+    cover_url = models.URLField(max_length=500, blank=True)
+    raw = models.JSONField(default=dict, blank=True, help_text="The imported record, untouched")
+
+    class Meta:
+        ordering = ["aid"]
+        constraints = [
+            models.CheckConstraint(condition=Q(aid__gt=0), name="video_aid_positive"),
+            models.UniqueConstraint(fields=["bvid"], condition=~Q(bvid=""), name="video_bvid_unique"),
+        ]
+        indexes = [models.Index(fields=["published_at"], name="video_published_idx")]
+
+    def __str__(self) -> str:
+        return f"av{self.aid} {self.title[:40]}"
+
+    @property
+    def bilibili_url(self) -> str:
+        return f"https://www.bilibili.com/video/{self.bvid}" if self.bvid else f"https://www.bilibili.com/video/av{self.aid}"
+
+    @property
+    def tag_list(self) -> list[str]:
+        return [tag.strip() for tag in self.tags.replace("，", ",").split(",") if tag.strip()]
+
+
+class LabelSource(models.TextChoices):
+    HUMAN = "human", "Human"
+    MODEL = "model", "Model"
+    IMPORT = "import", "Import"
+
+
+class Label(models.Model):
+    """A user's answer for a video. Append only: the latest non-retracted one counts.
+
+    Undo sets ``retracted_at`` instead of deleting, so the history stays complete.
+    No ``updated_at``: a label is never edited, only retracted.
+    """
+
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="labels")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="labels")
+    value = models.BooleanField(help_text="True: an in-scope vocal-synth work")
+    source = models.CharField(max_length=10, choices=LabelSource.choices, default=LabelSource.HUMAN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retracted_at = models.DateTimeField(null=True, blank=True, help_text="Set by undo; the label no longer counts")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # DISTINCT ON (video, user) ... ORDER BY created_at DESC: the effective-label scan.
+            models.Index(
+                fields=["video", "user", "-created_at", "-id"],
+                condition=Q(retracted_at__isnull=True),
+                name="label_effective_idx",
+            ),
+            # "Unlabeled by me" anti-join, progress counters and undo.
+            models.Index(
+                fields=["user", "-created_at"], condition=Q(retracted_at__isnull=True), name="label_user_recent_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} → av{self.video_id}: {'yes' if self.value else 'no'}"
+
+
+class Review(models.Model):
+    """A reviewer's final answer for a conflicted video; the latest one overrides the vote."""
+
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    value = models.BooleanField()
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["video", "-created_at", "-id"], name="review_latest_idx")]
+
+    def __str__(self) -> str:
+        return f"review av{self.video_id}: {'yes' if self.value else 'no'} by {self.reviewer}"
+
+
+class VideoConsensus(models.Model):
+    """Read-only row of the ``labeling_videoconsensus`` view: one per video.
+
+    Effective label = each user's latest non-retracted label; the vote is their
+    majority; the latest review overrides it. A video is inconsistent when effective
+    labels disagree and no review resolved it. Computed set-based in SQL (see the
+    migration), so any number of videos costs one query.
+    """
+
+    video = models.OneToOneField(Video, primary_key=True, on_delete=models.DO_NOTHING, related_name="consensus")
+    positive_votes = models.IntegerField()
+    negative_votes = models.IntegerField()
+    review = models.ForeignKey(Review, null=True, on_delete=models.DO_NOTHING, related_name="+")
+    review_value = models.BooleanField(null=True)
+    value = models.BooleanField(null=True, help_text="Consensus; null when unlabeled or tied without review")
+    is_tie = models.BooleanField()
+    is_inconsistent = models.BooleanField()
+    agreement = models.FloatField(null=True, help_text="Share of effective labels that agree with the majority")
+    last_labeled_at = models.DateTimeField(null=True)
+
+    class Meta:
+        managed = False
+        db_table = "labeling_videoconsensus"
+
+    @property
+    def total_votes(self) -> int:
+        return self.positive_votes + self.negative_votes

@@ -1,0 +1,138 @@
+"""Reads of the labeling app. Every function costs a fixed number of queries, whatever N."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from labeling.models import Label, Review, Video, VideoConsensus
+
+
+class QueueMode:
+    UNLABELED = "unlabeled"
+    LOW_AGREEMENT = "low_agreement"
+    RANDOM = "random"
+    CHOICES = [
+        (UNLABELED, "Unlabeled by me"),
+        (LOW_AGREEMENT, "Low agreement"),
+        (RANDOM, "Random"),
+    ]
+    VALUES = {value for value, _ in CHOICES}
+
+
+@dataclass(frozen=True)
+class LabelingProgress:
+    labeled_today: int
+    labeled_total: int
+    remaining: int
+
+
+@dataclass(frozen=True)
+class EffectiveLabel:
+    video_id: int
+    user_id: int
+    username: str
+    value: bool
+    created_at: datetime
+
+
+def _my_effective_label(user) -> QuerySet:
+    return Label.objects.filter(video=OuterRef("pk"), user=user, retracted_at__isnull=True)
+
+
+def labeling_queue_next(*, user, mode: str = QueueMode.UNLABELED, exclude_video_ids=()) -> Video | None:
+    """The next video for ``user``: never one they already answered or skipped."""
+    videos = Video.objects.filter(~Exists(_my_effective_label(user))).exclude(pk__in=list(exclude_video_ids))
+    if mode == QueueMode.LOW_AGREEMENT:
+        # Videos others labeled, least agreement first; a tie (0.5) comes before 2-vs-1.
+        videos = videos.filter(Q(consensus__positive_votes__gt=0) | Q(consensus__negative_votes__gt=0)).order_by(
+            F("consensus__agreement").asc(nulls_last=True),
+            (F("consensus__positive_votes") + F("consensus__negative_votes")).desc(),
+            "aid",
+        )
+    elif mode == QueueMode.RANDOM:
+        videos = videos.order_by("?")
+    else:
+        videos = videos.order_by("aid")
+    return videos.first()
+
+
+def labeling_progress(*, user) -> LabelingProgress:
+    start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    mine = Label.objects.filter(user=user, retracted_at__isnull=True)
+    counts = mine.aggregate(
+        labeled_total=Count("video", distinct=True),
+        labeled_today=Count("video", distinct=True, filter=Q(created_at__gte=start_of_day)),
+    )
+    remaining = Video.objects.filter(~Exists(_my_effective_label(user))).count()
+    return LabelingProgress(counts["labeled_today"], counts["labeled_total"], remaining)
+
+
+def effective_labels_by_video(video_ids) -> dict[int, list[EffectiveLabel]]:
+    """Each user's latest non-retracted label per video, for many videos in one query."""
+    rows = (
+        Label.objects.filter(video_id__in=list(video_ids), retracted_at__isnull=True)
+        .order_by("video_id", "user_id", "-created_at", "-id")
+        .distinct("video_id", "user_id")
+        .values_list("video_id", "user_id", "user__username", "value", "created_at")
+    )
+    labels: dict[int, list[EffectiveLabel]] = defaultdict(list)
+    for row in rows:
+        labels[row[0]].append(EffectiveLabel(*row))
+    return labels
+
+
+REVIEW_ORDERINGS = {
+    "votes": [(F("consensus__positive_votes") + F("consensus__negative_votes")).desc(), "aid"],
+    "recent": [F("consensus__last_labeled_at").desc(nulls_last=True), "aid"],
+    "aid": ["aid"],
+}
+
+
+def inconsistent_videos(*, search: str = "", order: str = "votes") -> QuerySet[Video]:
+    videos = Video.objects.filter(consensus__is_inconsistent=True).select_related("consensus")
+    if search:
+        condition = Q(title__icontains=search) | Q(bvid__iexact=search)
+        if search.isdigit():
+            condition |= Q(aid=int(search))
+        videos = videos.filter(condition)
+    return videos.order_by(*REVIEW_ORDERINGS.get(order, REVIEW_ORDERINGS["votes"]))
+
+
+def consensus_by_aid(aids) -> dict[int, VideoConsensus]:
+    rows = VideoConsensus.objects.filter(video__aid__in=list(aids)).select_related("video")
+    return {row.video.aid: row for row in rows}
+
+
+def video_history(video: Video) -> tuple[list[Label], list[Review]]:
+    labels = list(video.labels.select_related("user").order_by("-created_at", "-id"))
+    reviews = list(video.reviews.select_related("reviewer").order_by("-created_at", "-id"))
+    return labels, reviews
+
+
+def videos_filtered(*, search: str = "", consensus: str | None = None, inconsistent: bool | None = None,
+                    labeled: bool | None = None) -> QuerySet[Video]:
+    """Videos for the API list: consensus joined from the view (one query per page)."""
+    videos = Video.objects.select_related("consensus").order_by("aid")
+    if search:
+        condition = Q(title__icontains=search) | Q(tags__icontains=search) | Q(bvid__iexact=search)
+        if search.isdigit():
+            condition |= Q(aid=int(search))
+        videos = videos.filter(condition)
+    if consensus == "true":
+        videos = videos.filter(consensus__value=True)
+    elif consensus == "false":
+        videos = videos.filter(consensus__value=False)
+    elif consensus == "none":
+        videos = videos.filter(consensus__value__isnull=True)
+    if inconsistent is not None:
+        videos = videos.filter(consensus__is_inconsistent=inconsistent)
+    if labeled is True:
+        videos = videos.filter(Q(consensus__positive_votes__gt=0) | Q(consensus__negative_votes__gt=0))
+    elif labeled is False:
+        videos = videos.filter(consensus__positive_votes=0, consensus__negative_votes=0)
+    return videos

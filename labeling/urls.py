@@ -1,0 +1,16 @@
+from django.urls import path
+
+from labeling import views, views_agreement
+
+app_name = "labeling"
+
+urlpatterns = [
+    path("", views.label_page, name="label"),
+    path("answer", views.label_answer, name="answer"),
+    path("skip", views.label_skip, name="skip"),
+    path("undo", views.label_undo, name="undo"),
+    path("review/", views.review_list, name="review-list"),
+    path("review/<int:video_id>/resolve", views.review_resolve, name="review-resolve"),
+    path("videos/<int:aid>/", views.video_detail, name="video-detail"),
+    path("agreement/", views_agreement.agreement_dashboard, name="agreement"),
+]

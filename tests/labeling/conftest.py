@@ -1,0 +1,52 @@
+import itertools
+
+import pytest
+
+from labeling.models import Label, Video
+
+_aids = itertools.count(500_000)
+
+
+@pytest.fixture
+def make_videos(db):
+    def make(count: int, **fields) -> list[Video]:
+        return Video.objects.bulk_create(
+            [Video(aid=(aid := next(_aids)), bvid=f"BV1t{aid}", title=f"测试视频 {aid}", **fields) for _ in range(count)]
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_video(make_videos):
+    def make(**fields) -> Video:
+        return make_videos(1, **fields)[0]
+
+    return make
+
+
+@pytest.fixture
+def vote(db):
+    """vote(video, user, True) appends a label, like a labeler pressing a key."""
+
+    def add(video, user, value: bool) -> Label:
+        return Label.objects.create(video=video, user=user, value=value)
+
+    return add
+
+
+@pytest.fixture
+def reviewer(make_user):
+    return make_user("rita", group="reviewers")
+
+
+@pytest.fixture
+def three_labelers(make_user):
+    return [make_user(name, group="labelers") for name in ("ann", "bob", "cai")]
+
+
+def label_conflicts(videos, users) -> None:
+    """Every video gets yes, no, yes from three users: a 2-1 conflict."""
+    Label.objects.bulk_create(
+        [Label(video=video, user=user, value=value) for video in videos for user, value in zip(users, (True, False, True))]
+    )

@@ -1,0 +1,154 @@
+import pytest
+
+from labeling import selectors, services
+from labeling.models import VideoConsensus
+from tests.labeling.conftest import label_conflicts
+
+pytestmark = pytest.mark.django_db
+
+
+def consensus(video) -> VideoConsensus:
+    return VideoConsensus.objects.get(video=video)
+
+
+def test_unlabeled_video_has_no_consensus(make_video):
+    row = consensus(make_video())
+
+    assert (row.positive_votes, row.negative_votes, row.value) == (0, 0, None)
+    assert not row.is_inconsistent and not row.is_tie
+    assert row.agreement is None
+
+
+def test_a_users_latest_label_replaces_their_earlier_one(make_video, three_labelers, vote):
+    video = make_video()
+    ann, bob, _ = three_labelers
+    vote(video, ann, False)
+    vote(video, ann, True)
+    vote(video, bob, True)
+
+    row = consensus(video)
+
+    assert (row.positive_votes, row.negative_votes, row.value) == (2, 0, True)
+    assert not row.is_inconsistent
+
+
+def test_repeated_answers_count_once(make_video, user, vote):
+    video = make_video()
+    for _ in range(3):
+        vote(video, user, True)
+
+    assert (consensus(video).positive_votes, consensus(video).negative_votes) == (1, 0)
+
+
+def test_majority_wins_but_disagreement_is_inconsistent(make_video, three_labelers):
+    video = make_video()
+    label_conflicts([video], three_labelers)
+
+    row = consensus(video)
+
+    assert row.value is True
+    assert row.is_inconsistent
+    assert row.agreement == pytest.approx(2 / 3)
+
+
+def test_tie_has_no_consensus_and_is_inconsistent(make_video, three_labelers, vote):
+    video = make_video()
+    vote(video, three_labelers[0], True)
+    vote(video, three_labelers[1], False)
+
+    row = consensus(video)
+
+    assert row.value is None and row.is_tie and row.is_inconsistent
+
+
+def test_review_overrides_the_vote_and_resolves(make_video, three_labelers, reviewer):
+    video = make_video()
+    label_conflicts([video], three_labelers)
+
+    services.review_create(video_id=video.pk, reviewer=reviewer, value=False, note="a human cover")
+
+    row = consensus(video)
+    assert row.value is False
+    assert not row.is_inconsistent
+    assert row.review_value is False
+
+
+def test_latest_review_wins(make_video, three_labelers, reviewer):
+    video = make_video()
+    label_conflicts([video], three_labelers)
+    services.review_create(video_id=video.pk, reviewer=reviewer, value=False)
+    services.review_create(video_id=video.pk, reviewer=reviewer, value=True)
+
+    assert consensus(video).value is True
+
+
+def test_undo_retracts_the_latest_label_and_the_previous_counts_again(make_video, user, vote):
+    video = make_video()
+    vote(video, user, False)
+    vote(video, user, True)
+
+    undone = services.label_undo_last(user=user)
+
+    assert undone.value is True and undone.retracted_at is not None
+    assert consensus(video).value is False
+    assert video.labels.count() == 2  # history kept
+
+
+def test_undo_with_nothing_to_undo_returns_none(user):
+    assert services.label_undo_last(user=user) is None
+
+
+def test_inconsistent_videos_lists_only_unresolved_conflicts(make_videos, three_labelers, reviewer, vote):
+    conflicted, resolved, agreed = make_videos(3)
+    label_conflicts([conflicted, resolved], three_labelers)
+    services.review_create(video_id=resolved.pk, reviewer=reviewer, value=True)
+    for user in three_labelers:
+        vote(agreed, user, True)
+
+    assert list(selectors.inconsistent_videos()) == [conflicted]
+
+
+def test_effective_labels_by_video(make_videos, three_labelers, vote):
+    first, second = make_videos(2)
+    ann, bob, _ = three_labelers
+    vote(first, ann, True)
+    vote(first, ann, False)
+    vote(first, bob, True)
+    vote(second, bob, False)
+
+    labels = selectors.effective_labels_by_video([first.pk, second.pk])
+
+    assert sorted((label.username, label.value) for label in labels[first.pk]) == [("ann", False), ("bob", True)]
+    assert [(label.username, label.value) for label in labels[second.pk]] == [("bob", False)]
+
+
+@pytest.mark.parametrize("count", [10, 1000])
+def test_consensus_for_many_aids_is_one_query(make_videos, three_labelers, django_assert_num_queries, count):
+    videos = make_videos(count)
+    label_conflicts(videos, three_labelers)
+
+    with django_assert_num_queries(1):
+        found = selectors.consensus_by_aid([video.aid for video in videos])
+
+    assert len(found) == count
+    assert all(row.is_inconsistent for row in found.values())
+
+
+def test_label_create_rejects_unknown_video_and_writes_nothing(user):
+    from django.core.exceptions import ValidationError
+
+    from labeling.models import Label
+
+    with pytest.raises(ValidationError, match="does not exist"):
+        services.label_create(video_id=987654321, user=user, value=True)
+    assert Label.objects.count() == 0
+
+
+def test_labeler_cannot_create_a_review(make_video, user):
+    from django.core.exceptions import PermissionDenied
+
+    from labeling.models import Review
+
+    with pytest.raises(PermissionDenied):
+        services.review_create(video_id=make_video().pk, reviewer=user, value=True)
+    assert Review.objects.count() == 0
