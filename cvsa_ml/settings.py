@@ -79,7 +79,6 @@ DATABASES = {
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-FORMS_URLFIELD_ASSUME_HTTPS = True  # opt in to the Django 6 default now
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -144,6 +143,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Job rows carry heartbeats (DESIGN §6), so a redelivery after this timeout is detected.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# The sweeper fails jobs whose worker died (their heartbeat stopped): DESIGN §6.
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stale-dataset-tasks": {"task": "datasets.tasks.sweep_stale_dataset_tasks", "schedule": 60.0},
+}
 CELERY_TASK_EAGER_PROPAGATES = True
 
 LOGGING = {
@@ -153,7 +156,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # httpx logs request URLs at INFO; keep it quiet so endpoints with keys in query strings never leak.
-    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+    "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpx2", "httpcore", "openai")},
 }
 
 CVSA_EMBEDDING_MODELS_FILE = Path(os.environ.get("CVSA_EMBEDDING_MODELS_FILE") or BASE_DIR / "embedding_models.toml")

