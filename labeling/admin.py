@@ -1,5 +1,9 @@
-from django.contrib import admin
+import functools
 
+from django.contrib import admin
+from django.urls import path
+
+from labeling.admin_import import import_view
 from labeling.models import Label, Review, Video
 
 
@@ -48,6 +52,10 @@ class VideoAdmin(admin.ModelAdmin):
         ("Provenance", {"classes": ["collapse"], "fields": ["raw", "created_at", "updated_at"]}),
     ]
     show_full_result_count = False
+
+    def get_urls(self):
+        upload = self.admin_site.admin_view(functools.partial(import_view, self))
+        return [path("import/", upload, name="labeling_video_import"), *super().get_urls()]
 
     @admin.display(description="consensus", boolean=True, ordering="consensus__value")
     def consensus_value(self, video):

@@ -1,9 +1,11 @@
 from django.urls import path
 
 from labeling import api
+from labeling.api_import import VideoImportApi
 
 urlpatterns = [
     path("videos", api.VideoListApi.as_view(), name="video-list"),
+    path("videos/import", VideoImportApi.as_view(), name="video-import"),
     path("videos/inconsistent", api.InconsistentVideoListApi.as_view(), name="video-inconsistent"),
     path("videos/<int:aid>", api.VideoDetailApi.as_view(), name="video-detail"),
     path("labels", api.LabelCreateApi.as_view(), name="label-create"),

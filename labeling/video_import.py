@@ -160,7 +160,9 @@ def resolve_format(*, format: str | None = None, filename: str | None = None) ->
             f"format: cannot tell the format of {os.path.basename(filename)!r} from its extension {shown}; "
             f"name it .jsonl, .csv or .json, or pass a format ({', '.join(FORMATS)})"
         )
-    raise ImportFileError(f"format: no format given and no file name to guess it from (use one of: {', '.join(FORMATS)})")
+    raise ImportFileError(
+        f"format: no format given and no file name to guess it from (use one of: {', '.join(FORMATS)})"
+    )
 
 
 def import_videos(
@@ -177,7 +179,8 @@ def import_videos(
 
     Raises ``ImportFileError`` — before anything is written — when the format is unknown
     or the file cannot be parsed at all (CSV without ``aid``/``title`` columns, invalid
-    JSON document, a "JSONL" file none of whose lines is a JSON object).
+    JSON document, a "JSONL" file none of whose lines is JSON). Every other problem is a
+    row error in the result; rows are written chunk by chunk as they are read.
     """
     if filename is None:
         filename = getattr(source, "name", None)
@@ -308,6 +311,7 @@ def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
     missing = [name for name in ("aid", "title") if name not in lowered]
     if missing:
         found = ", ".join(columns) or "(none)"
+        found = found if len(found) <= 200 else found[:199] + "…"
         raise ImportFileError(f"CSV header: required column(s) {', '.join(missing)} missing (found: {found})")
     columns = [name.lower() if name.lower() in _ALL_ALIASES else name for name in columns]
     previous_end = reader.line_num
@@ -362,7 +366,7 @@ def _import_records(
         raise ValueError("chunk_size must be at least 1")
     result = ImportResult()
     invalid_json_lines = 0
-    bvid_owners: dict[str, tuple[int, int]] = {}  # bvid -> (aid, line), over the whole file
+    bvid_owners: dict[str, tuple[int, int]] = {}  # bvid -> (aid, line) of accepted rows, whole file
     pending: list[tuple[int, dict[str, Any]]] = []
 
     def reject(line: int, message: str) -> None:
@@ -381,21 +385,14 @@ def _import_records(
         except RowError as error:
             reject(line, str(error))
             continue
-        bvid = values["bvid"]
-        if bvid:
-            owner = bvid_owners.get(bvid)
-            if owner is not None and owner[0] != values["aid"]:
-                reject(line, f"bvid: {bvid} is already used by aid {owner[0]} on line {owner[1]}")
-                continue
-            bvid_owners[bvid] = (values["aid"], line)
         pending.append((line, values))
         if len(pending) >= chunk_size:
-            _write_chunk(pending, result, reject)
+            _write_chunk(pending, result, reject, bvid_owners)
             pending = []
             if progress:
                 progress(result.rows)
     if pending:
-        _write_chunk(pending, result, reject)
+        _write_chunk(pending, result, reject, bvid_owners)
     if progress:
         progress(result.rows)
     result.errors.sort(key=lambda error: error[0])
@@ -406,22 +403,32 @@ def _write_chunk(
     pending: list[tuple[int, dict[str, Any]]],
     result: ImportResult,
     reject: Callable[[int, str], None],
+    bvid_owners: dict[str, tuple[int, int]],
 ) -> None:
-    """One SELECT + one INSERT ... ON CONFLICT DO UPDATE, in one transaction."""
+    """One SELECT + one INSERT ... ON CONFLICT DO UPDATE, in one transaction.
+
+    A bvid must not belong to another aid, neither in the database nor in an accepted
+    earlier row of the file (the partial unique index would fail the whole chunk).
+    """
     aids = {values["aid"] for _, values in pending}
     bvids = {values["bvid"] for _, values in pending if values["bvid"]}
     with transaction.atomic():
         query = Q(aid__in=aids) | Q(bvid__in=bvids) if bvids else Q(aid__in=aids)
         existing = dict(Video.objects.filter(query).values_list("aid", "bvid"))
-        bvid_owner = {bvid: aid for aid, bvid in existing.items() if bvid}
+        stored_owner = {bvid: aid for aid, bvid in existing.items() if bvid}
         accepted: dict[int, dict[str, Any]] = {}
         created = updated = 0
         for line, values in pending:
             aid, bvid = values["aid"], values["bvid"]
-            owner = bvid_owner.get(bvid) if bvid else None
-            if owner is not None and owner != aid:
-                reject(line, f"bvid: {bvid} already belongs to the video with aid {owner}")
-                continue
+            if bvid:
+                file_owner = bvid_owners.get(bvid)
+                if file_owner is not None and file_owner[0] != aid:
+                    reject(line, f"bvid: {bvid} is already used by aid {file_owner[0]} on line {file_owner[1]}")
+                    continue
+                if stored_owner.get(bvid, aid) != aid:
+                    reject(line, f"bvid: {bvid} already belongs to the video with aid {stored_owner[bvid]}")
+                    continue
+                bvid_owners[bvid] = (aid, line)
             if aid in existing or aid in accepted:
                 updated += 1
             else:

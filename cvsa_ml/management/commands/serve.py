@@ -21,19 +21,24 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--addrport", default=os.environ.get("CVSA_ADDRPORT", "127.0.0.1:8000"))
+        parser.add_argument("--no-demo", action="store_true", help="do not load demo data on first start")
 
-    def handle(self, *args, addrport, **options):
+    def handle(self, *args, addrport, no_demo, **options):
         for service in embedded_services.start_all():
             self.stdout.write(f"{service.name}: {service.detail}")
         call_command("migrate", interactive=False, verbosity=0)
         groups_bootstrap()
         credentials = demo_admin_bootstrap(password=os.environ.get("CVSA_DEMO_PASSWORD"))
+        if not no_demo:
+            call_command("load_demo", if_empty=True, no_progress=True)
 
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
         worker = subprocess.Popen(
             [python, "-m", "celery", "-A", "cvsa_ml", "worker", "--loglevel=INFO",
-             "-Q", "default,embeddings,training", "--concurrency=2", "--hostname=cvsa@%h"],
+             "-Q", "default,embeddings,training", "--concurrency=2", "--hostname=cvsa@%h",
+             # One process on one machine: the worker also runs the periodic sweeper (beat).
+             "--beat", f"--schedule={settings.DATA_DIR / 'celerybeat-schedule'}"],
             cwd=settings.BASE_DIR,
         )
         web = subprocess.Popen([python, manage, "runserver", addrport, "--noreload"], cwd=settings.BASE_DIR)

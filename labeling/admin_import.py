@@ -1,0 +1,78 @@
+"""The admin's "Import videos" page (an upload form over ``labeling.video_import``).
+
+Hook it into ``VideoAdmin`` (labeling/admin.py)::
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(functools.partial(admin_import.import_view, self))
+        return [path("import/", view, name="labeling_video_import"), *super().get_urls()]
+
+``templates/admin/labeling/video/change_list.html`` then shows an "Import videos"
+button on the Video change list (it shows nothing while that URL does not exist).
+Access: staff (``admin_view``) with the add and change permissions on videos
+(superusers and the ``admins`` group have them).
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+
+from labeling.video_import import FORMATS, ImportFileError, import_videos
+
+TEMPLATE = "admin/labeling/video/import.html"
+# Rejected rows listed as messages; the page's table lists every kept error.
+MAX_ERROR_MESSAGES = 20
+
+
+class VideoImportForm(forms.Form):
+    file = forms.FileField(help_text="JSONL (one JSON object per line), CSV with a header row, or a JSON array.")
+    format = forms.ChoiceField(
+        choices=[("", "From the file extension")] + [(name, name.upper()) for name in FORMATS],
+        required=False,
+    )
+
+
+def can_import(model_admin, request) -> bool:
+    return model_admin.has_add_permission(request) and model_admin.has_change_permission(request)
+
+
+def import_view(model_admin, request):
+    """GET: the upload form. POST: import, then the same page with the summary and errors."""
+    if not can_import(model_admin, request):
+        raise PermissionDenied
+    result = None
+    status = 200
+    if request.method == "POST":
+        form = VideoImportForm(request.POST, request.FILES)
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                result = import_videos(source=upload, format=form.cleaned_data["format"] or None, filename=upload.name)
+            except ImportFileError as error:
+                form.add_error("file" if not form.cleaned_data["format"] else None, str(error))
+                status = 400
+            else:
+                level = messages.SUCCESS if not result.rejected else messages.WARNING
+                messages.add_message(request, level, f"{upload.name}: {result.summary()}")
+                for line, message in result.errors[:MAX_ERROR_MESSAGES]:
+                    messages.warning(request, f"line {line}: {message}")
+                hidden = result.rejected - min(len(result.errors), MAX_ERROR_MESSAGES)
+                if hidden:
+                    messages.warning(request, f"... and {hidden} more rejected rows (listed below)")
+                form = VideoImportForm()
+        else:
+            status = 400
+    else:
+        form = VideoImportForm()
+    opts = model_admin.model._meta
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Import videos",
+        "opts": opts,
+        "form": form,
+        "result": result,
+        "has_view_permission": model_admin.has_view_permission(request),
+    }
+    return TemplateResponse(request, TEMPLATE, context, status=status)
