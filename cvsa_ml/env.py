@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -53,11 +55,79 @@ def secret_key(environ: Mapping[str, str], *, debug: bool, data_dir: Path) -> st
         return key
     if not debug:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    key_file = data_dir / "secret_key"
-    if key_file.exists():
-        return key_file.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(50)
-    key_file.touch(mode=0o600)
-    key_file.write_text(key)
-    return key
+    return read_or_create_private_file(data_dir / "secret_key", lambda: secrets.token_urlsafe(50))
+
+
+def _private_temp_file(path: Path, content: str) -> str:
+    """``content`` fully written (and mode 0600) to a temp file beside ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp: mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        os.unlink(temp)
+        raise
+    return temp
+
+
+def write_private_file(path: Path, content: str) -> None:
+    """Replace ``path`` atomically: readers see the old or the new content, never a partial one."""
+    temp = _private_temp_file(path, content)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+def read_or_create_private_file(path: Path, generate: Callable[[], str]) -> str:
+    """The content of ``path``, creating it (mode 0600) with ``generate()`` if absent.
+
+    Safe when several processes start at once: the value is written to a temp file that
+    is then hard-linked into place, so ``path`` appears complete or not at all and the
+    first process to link it wins; the others read the winner's value. An empty file
+    (left by a crash of an older touch-then-write version) is regenerated, under a lock
+    so that two processes replacing it agree on one value.
+    """
+    for _ in range(10):
+        try:
+            content = path.read_text().strip()
+        except FileNotFoundError:
+            content = None
+        if content:
+            return content
+        value = generate()
+        temp = _private_temp_file(path, value)
+        try:
+            if content is None:
+                try:
+                    os.link(temp, path)
+                    return value
+                except FileExistsError:
+                    continue  # another process won: read its value
+            if _replace_if_still_empty(path, temp):
+                return value
+        finally:
+            Path(temp).unlink(missing_ok=True)  # linked or renamed into place, or unused
+    raise ImproperlyConfigured(f"could not create {path}: it keeps changing or stays empty")
+
+
+def _replace_if_still_empty(path: Path, temp: str) -> bool:
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return False
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            same_file = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+        # Someone may have replaced it while we waited for the lock: then read theirs.
+        if not same_file or handle.read().strip():
+            return False
+        os.replace(temp, path)
+        return True

@@ -28,6 +28,9 @@ class LabelInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
     show_change_link = True
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user")
+
 
 class ReviewInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Review
@@ -35,6 +38,9 @@ class ReviewInline(ReadOnlyAdminMixin, admin.TabularInline):
     readonly_fields = fields
     ordering = ["-created_at"]
     extra = 0
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("reviewer")
 
 
 @admin.register(Video)

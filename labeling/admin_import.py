@@ -1,15 +1,9 @@
 """The admin's "Import videos" page (an upload form over ``labeling.video_import``).
 
-Hook it into ``VideoAdmin`` (labeling/admin.py)::
-
-    def get_urls(self):
-        view = self.admin_site.admin_view(functools.partial(admin_import.import_view, self))
-        return [path("import/", view, name="labeling_video_import"), *super().get_urls()]
-
-``templates/admin/labeling/video/change_list.html`` then shows an "Import videos"
-button on the Video change list (it shows nothing while that URL does not exist).
+``VideoAdmin.get_urls`` mounts it at ``import/``; the Video change list shows an
+"Import videos" button (``templates/admin/labeling/video/change_list.html``).
 Access: staff (``admin_view``) with the add and change permissions on videos
-(superusers and the ``admins`` group have them).
+(superusers and the ``admins`` group have them), the same rule as the API.
 """
 
 from __future__ import annotations
@@ -19,6 +13,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
+from labeling.roles import can_import_videos
 from labeling.video_import import FORMATS, ImportFileError, import_videos
 
 TEMPLATE = "admin/labeling/video/import.html"
@@ -34,13 +29,9 @@ class VideoImportForm(forms.Form):
     )
 
 
-def can_import(model_admin, request) -> bool:
-    return model_admin.has_add_permission(request) and model_admin.has_change_permission(request)
-
-
 def import_view(model_admin, request):
     """GET: the upload form. POST: import, then the same page with the summary and errors."""
-    if not can_import(model_admin, request):
+    if not can_import_videos(request.user):
         raise PermissionDenied
     result = None
     status = 200

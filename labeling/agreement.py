@@ -26,7 +26,7 @@ from fractions import Fraction
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, Q, Sum
 
 from labeling.models import Label, VideoConsensus
 
@@ -183,15 +183,6 @@ def interpret_kappa(kappa: float | None) -> str:
 
 # ----------------------------------------------------------------------- selectors
 
-_EFFECTIVE_LABELS_CTE = """
-effective AS (
-    SELECT DISTINCT ON (video_id, user_id) video_id, user_id, value
-    FROM labeling_label
-    WHERE retracted_at IS NULL
-    ORDER BY video_id, user_id, created_at DESC, id DESC
-)"""
-
-
 @dataclass(frozen=True)
 class PairAgreement:
     """Agreement of two labelers (``user_a_id < user_b_id``) over their common videos."""
@@ -233,16 +224,15 @@ def pair_agreement_tables() -> list[PairAgreement]:
     user_table = connection.ops.quote_name(user_model._meta.db_table)
     username_column = connection.ops.quote_name(user_model._meta.get_field(user_model.USERNAME_FIELD).column)
     sql = f"""
-        WITH {_EFFECTIVE_LABELS_CTE},
-        pairs AS (
+        WITH pairs AS (
             SELECT a.user_id AS user_a_id,
                    b.user_id AS user_b_id,
                    count(*) FILTER (WHERE a.value AND b.value) AS both_yes,
                    count(*) FILTER (WHERE a.value AND NOT b.value) AS a_yes_b_no,
                    count(*) FILTER (WHERE NOT a.value AND b.value) AS a_no_b_yes,
                    count(*) FILTER (WHERE NOT a.value AND NOT b.value) AS both_no
-            FROM effective a
-            JOIN effective b ON b.video_id = a.video_id AND a.user_id < b.user_id
+            FROM labeling_effectivelabel a
+            JOIN labeling_effectivelabel b ON b.video_id = a.video_id AND a.user_id < b.user_id
             GROUP BY a.user_id, b.user_id
         )
         SELECT p.user_a_id, ua.{username_column}, p.user_b_id, ub.{username_column},
@@ -313,8 +303,8 @@ def corpus_counts() -> CorpusCounts:
     """Corpus-wide counters: one aggregate over the consensus view plus one label count."""
     totals = VideoConsensus.objects.aggregate(
         videos=Count("pk"),
-        labeled_videos=Count("pk", filter=Q(positive_votes__gt=0) | Q(negative_votes__gt=0)),
-        effective_labels=Sum(F("positive_votes") + F("negative_votes"), default=0),
+        labeled_videos=Count("pk", filter=Q(total_votes__gt=0)),
+        effective_labels=Sum("total_votes", default=0),
         consensus_positive=Count("pk", filter=Q(value=True)),
         consensus_negative=Count("pk", filter=Q(value=False)),
         ties=Count("pk", filter=Q(is_tie=True)),

@@ -6,10 +6,12 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.generics import ListAPIView
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling import selectors, services
+from labeling.permissions import CanLabel
 from labeling.models import LabelSource, Video
 
 
@@ -71,10 +73,15 @@ class VideoListApi(ListAPIView):
 
 
 class LabelCreateApi(APIView):
+    permission_classes = [IsAuthenticated, CanLabel]
+
     class Input(serializers.Serializer):
         aid = serializers.IntegerField(min_value=1)
         value = serializers.BooleanField()
         source = serializers.ChoiceField(choices=LabelSource.choices, default=LabelSource.HUMAN)
+
+        class Meta:
+            ref_name = "LabelCreateRequest"
 
     class Output(serializers.Serializer):
         id = serializers.IntegerField()
@@ -88,12 +95,11 @@ class LabelCreateApi(APIView):
     def post(self, request):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
-        video = Video.objects.filter(aid=data.validated_data["aid"]).only("pk").first()
+        video = selectors.video_by_aid(data.validated_data["aid"])
         if video is None:
             raise serializers.ValidationError({"aid": f"no video with aid {data.validated_data['aid']}"})
         label = services.label_create(
-            video_id=video.pk, user=request.user, value=data.validated_data["value"],
-            source=data.validated_data["source"],
+            video=video, user=request.user, value=data.validated_data["value"], source=data.validated_data["source"]
         )
         return Response(self.Output(label).data, status=status.HTTP_201_CREATED)
 
@@ -105,6 +111,7 @@ class InconsistentVideoListApi(ListAPIView):
         effective_labels = serializers.SerializerMethodField()
 
         class Meta(VideoOutput.Meta):
+            ref_name = "InconsistentVideo"
             fields = [*VideoOutput.Meta.fields, "effective_labels"]
 
         def get_effective_labels(self, video) -> list[dict]:
@@ -118,27 +125,38 @@ class InconsistentVideoListApi(ListAPIView):
     def get_queryset(self):
         return selectors.inconsistent_videos(search=self.request.query_params.get("search", "").strip())
 
-    def get_serializer(self, page, *args, **kwargs):
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
         # One query for the labels of the whole page instead of one per video.
         labels = selectors.effective_labels_by_video(video.pk for video in page)
-        return self.Output(page, *args, context={**self.get_serializer_context(), "effective_labels": labels}, **kwargs)
+        serializer = self.Output(page, many=True, context={**self.get_serializer_context(), "effective_labels": labels})
+        return self.get_paginated_response(serializer.data)
+
+
+MAX_CONSENSUS_AIDS = 10_000
+
+ConsensusResponse = inline_serializer("ConsensusResponse", {
+    "results": serializers.DictField(child=ConsensusOutput(), help_text="keyed by aid"),
+    "missing": serializers.ListField(child=serializers.IntegerField(), help_text="aids not in the corpus"),
+})
 
 
 class ConsensusApi(APIView):
     """Consensus for a list of aids: POST {"aids": [...]} or GET ?aids=1,2,3."""
 
-    MAX_AIDS = 10_000
-
     class Input(serializers.Serializer):
-        aids = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=10_000)
+        aids = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=MAX_CONSENSUS_AIDS
+        )
 
-    @extend_schema(request=Input, responses={200: inline_serializer("ConsensusResponse", {
-        "results": serializers.DictField(child=ConsensusOutput()), "missing": serializers.ListField(child=serializers.IntegerField()),
-    })})
+        class Meta:
+            ref_name = "ConsensusRequest"
+
+    @extend_schema(request=Input, responses={200: ConsensusResponse})
     def post(self, request):
         return self._respond(request.data)
 
-    @extend_schema(parameters=[OpenApiParameter("aids", str, description="comma separated")])
+    @extend_schema(parameters=[OpenApiParameter("aids", str, description="comma separated")], responses={200: ConsensusResponse})
     def get(self, request):
         raw = request.query_params.get("aids", "")
         return self._respond({"aids": [part.strip() for part in raw.split(",") if part.strip()]})

@@ -16,16 +16,8 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from labeling.roles import ADMINS, REVIEWERS, user_has_role
+from labeling.permissions import CanImportVideos
 from labeling.video_import import FORMATS, ImportFileError, ImportResult, import_video_records, import_videos
-
-
-class CanImportVideos(permissions.BasePermission):
-    message = "Importing videos needs the admins or reviewers role."
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and (user.is_staff or user_has_role(user, ADMINS, REVIEWERS)))
 
 
 class VideoImportUploadSerializer(serializers.Serializer):

@@ -1,17 +1,26 @@
 """The corpus and its labels. Consensus is derived (a database view), never stored twice."""
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
 from labeling.timestamped import TimestampedModel
 
 
+BVID_PATTERN = r"^BV[0-9A-Za-z]{10}$"
+
+
 class Video(TimestampedModel):
     """One Bilibili video, as imported from the archive."""
 
     aid = models.BigIntegerField(unique=True, help_text="Bilibili numeric id (av number)")
-    bvid = models.CharField(max_length=16, blank=True, help_text="Bilibili BV id, e.g. BV1xx411c7mD")
+    bvid = models.CharField(
+        max_length=16,
+        blank=True,
+        validators=[RegexValidator(BVID_PATTERN, "a BV id is 'BV' followed by 10 letters or digits")],
+        help_text="Bilibili BV id, e.g. BV1xx411c7mD",
+    )
     title = models.TextField()
     description = models.TextField(blank=True)
     tags = models.TextField(blank=True, help_text="Comma separated, as upstream")
@@ -27,6 +36,7 @@ class Video(TimestampedModel):
         constraints = [
             models.CheckConstraint(condition=Q(aid__gt=0), name="video_aid_positive"),
             models.UniqueConstraint(fields=["bvid"], condition=~Q(bvid=""), name="video_bvid_unique"),
+            models.CheckConstraint(condition=Q(bvid="") | Q(bvid__regex=BVID_PATTERN), name="video_bvid_format"),
         ]
         indexes = [models.Index(fields=["published_at"], name="video_published_idx")]
 
@@ -64,6 +74,9 @@ class Label(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(source__in=LabelSource.values), name="label_source_valid"),
+        ]
         indexes = [
             # DISTINCT ON (video, user) ... ORDER BY created_at DESC: the effective-label scan.
             models.Index(
@@ -98,6 +111,23 @@ class Review(models.Model):
         return f"review av{self.video_id}: {'yes' if self.value else 'no'} by {self.reviewer}"
 
 
+class EffectiveLabel(models.Model):
+    """Read-only row of the ``labeling_effectivelabel`` view: each user's latest
+    non-retracted label per video. The one definition of "effective" that consensus,
+    agreement and the pages all read."""
+
+    label = models.OneToOneField(Label, primary_key=True, on_delete=models.DO_NOTHING, related_name="+")
+    video = models.ForeignKey(Video, on_delete=models.DO_NOTHING, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, related_name="+")
+    value = models.BooleanField()
+    source = models.CharField(max_length=10, choices=LabelSource.choices)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        managed = False
+        db_table = "labeling_effectivelabel"
+
+
 class VideoConsensus(models.Model):
     """Read-only row of the ``labeling_videoconsensus`` view: one per video.
 
@@ -115,13 +145,10 @@ class VideoConsensus(models.Model):
     value = models.BooleanField(null=True, help_text="Consensus; null when unlabeled or tied without review")
     is_tie = models.BooleanField()
     is_inconsistent = models.BooleanField()
+    total_votes = models.IntegerField(help_text="Effective labels on the video")
     agreement = models.FloatField(null=True, help_text="Share of effective labels that agree with the majority")
     last_labeled_at = models.DateTimeField(null=True)
 
     class Meta:
         managed = False
         db_table = "labeling_videoconsensus"
-
-    @property
-    def total_votes(self) -> int:
-        return self.positive_votes + self.negative_votes

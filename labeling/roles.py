@@ -1,16 +1,55 @@
 """The team's roles, as Django groups. Lowest app, so every app above can check them."""
 
+from dataclasses import dataclass
+
 LABELERS = "labelers"
 REVIEWERS = "reviewers"
 ADMINS = "admins"
 ALL_ROLES = (LABELERS, REVIEWERS, ADMINS)
+LABELING_ROLES = (LABELERS, REVIEWERS, ADMINS)
+REVIEWING_ROLES = (REVIEWERS, ADMINS)
+
+
+def user_role_names(user) -> frozenset[str]:
+    """Superusers hold every role; otherwise group membership decides (one query)."""
+    if not user.is_authenticated:
+        return frozenset()
+    if user.is_superuser:
+        return frozenset(ALL_ROLES)
+    return frozenset(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))
 
 
 def user_has_role(user, *roles: str) -> bool:
-    """Superusers hold every role; otherwise group membership decides."""
-    if not user.is_authenticated:
-        return False
-    if user.is_superuser:
-        return True
-    # Evaluated once per request: the groups are prefetched by the caller when it matters.
-    return user.groups.filter(name__in=roles).exists()
+    return not user_role_names(user).isdisjoint(roles)
+
+
+@dataclass(frozen=True)
+class RoleFlags:
+    """What the navigation needs to know about a user, from one query."""
+
+    names: frozenset[str]
+
+    @property
+    def can_label(self) -> bool:
+        return not self.names.isdisjoint(LABELING_ROLES)
+
+    @property
+    def can_review(self) -> bool:
+        return not self.names.isdisjoint(REVIEWING_ROLES)
+
+
+def can_label(user) -> bool:
+    return user_has_role(user, *LABELING_ROLES)
+
+
+def can_review(user) -> bool:
+    return user_has_role(user, *REVIEWING_ROLES)
+
+
+def can_write_machine_labels(user) -> bool:
+    """Labels with source model/import come from scripts run by admins, not from labelers."""
+    return user_has_role(user, ADMINS)
+
+
+def can_import_videos(user) -> bool:
+    return user.is_authenticated and user.has_perms(["labeling.add_video", "labeling.change_video"])

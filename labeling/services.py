@@ -6,25 +6,21 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.models import Label, LabelSource, Review, Video
-from labeling.roles import ADMINS, REVIEWERS, user_has_role
+from labeling.models import Label, LabelSource, Review, Video, VideoConsensus
+from labeling.roles import can_label, can_review, can_write_machine_labels
 
 
-def _existing_video(video_id: int) -> Video:
-    try:
-        return Video.objects.get(pk=video_id)
-    except (Video.DoesNotExist, ValueError, TypeError):
-        raise ValidationError({"video": f"video {video_id!r} does not exist"}) from None
-
-
-def label_create(*, video_id: int, user, value: bool, source: str = LabelSource.HUMAN) -> Label:
+def label_create(*, video: Video, user, value: bool, source: str = LabelSource.HUMAN) -> Label:
     """Append a label. A repeated answer adds a row but never a second vote:
     consensus counts each user's latest label only."""
+    if not can_label(user):
+        raise PermissionDenied("only labelers, reviewers and admins can label videos")
     if source not in LabelSource.values:
         raise ValidationError({"source": f"must be one of {', '.join(LabelSource.values)} (got {source!r})"})
+    if source != LabelSource.HUMAN and not can_write_machine_labels(user):
+        raise PermissionDenied(f"only admins can write labels with source {source!r}")
     if not isinstance(value, bool):
         raise ValidationError({"value": f"must be true or false (got {value!r})"})
-    video = _existing_video(video_id)
     return Label.objects.create(video=video, user=user, value=value, source=source)
 
 
@@ -48,11 +44,22 @@ def label_undo_last(*, user) -> Label | None:
     return label
 
 
-def review_create(*, video_id: int, reviewer, value: bool, note: str = "") -> Review:
-    """A reviewer's final answer; the latest review overrides the vote."""
-    if not user_has_role(reviewer, REVIEWERS, ADMINS):
+@transaction.atomic
+def review_create(*, video: Video, reviewer, value: bool, note: str | None = "", only_if_unresolved: bool = False) -> Review:
+    """A reviewer's final answer; the latest review overrides the vote.
+
+    ``only_if_unresolved`` is what the review queue sends: the video row is locked, so
+    of two reviewers resolving the same conflict at once the second is told it is
+    already resolved instead of silently overriding the first.
+    """
+    if not can_review(reviewer):
         raise PermissionDenied("only reviewers can resolve conflicts")
     if not isinstance(value, bool):
         raise ValidationError({"value": f"must be true or false (got {value!r})"})
-    video = _existing_video(video_id)
-    return Review.objects.create(video=video, reviewer=reviewer, value=value, note=note.strip())
+    Video.objects.select_for_update().filter(pk=video.pk).exists()
+    if only_if_unresolved:
+        consensus = VideoConsensus.objects.select_related("review__reviewer").get(video=video)
+        if not consensus.is_inconsistent:
+            by = f" by {consensus.review.reviewer}" if consensus.review else ""
+            raise ValidationError(f"av{video.aid} is already resolved{by}")
+    return Review.objects.create(video=video, reviewer=reviewer, value=value, note=(note or "").strip())

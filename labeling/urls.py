@@ -1,6 +1,6 @@
 from django.urls import path
 
-from labeling import views, views_agreement
+from labeling import views
 
 app_name = "labeling"
 
@@ -12,5 +12,5 @@ urlpatterns = [
     path("review/", views.review_list, name="review-list"),
     path("review/<int:video_id>/resolve", views.review_resolve, name="review-resolve"),
     path("videos/<int:aid>/", views.video_detail, name="video-detail"),
-    path("agreement/", views_agreement.agreement_dashboard, name="agreement"),
+    path("agreement/", views.agreement_dashboard, name="agreement"),
 ]

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
+from django.views.decorators.vary import vary_on_headers
 
-from labeling import selectors, services
+from labeling import agreement, selectors, services
+from labeling.forms import AnswerForm, CardForm
 from labeling.models import Video
-from labeling.roles import ADMINS, REVIEWERS, user_has_role
+from labeling.partial_rendering import page_or_partial
+from labeling.permissions import labeler_required, reviewer_required
 from labeling.selectors import QueueMode
 
 SKIPPED_SESSION_KEY = "labeling_skipped_video_ids"
@@ -20,24 +23,22 @@ REVIEW_PAGE_SIZE = 50
 
 
 def _mode(request) -> str:
-    mode = request.POST.get("mode") or request.GET.get("mode") or QueueMode.UNLABELED
-    return mode if mode in QueueMode.VALUES else QueueMode.UNLABELED
+    mode = request.POST.get("mode") or request.GET.get("mode")
+    return mode if mode in QueueMode.values else QueueMode.UNLABELED
 
 
 def _skipped(request) -> list[int]:
     return request.session.get(SKIPPED_SESSION_KEY, [])
 
 
-def _render_card(request, *, video: Video | None, mode: str, status: int = 200):
+def _render_card(request, *, video: Video | None, mode: str):
     context = {
         "video": video,
         "mode": mode,
-        "modes": QueueMode.CHOICES,
+        "modes": QueueMode.choices,
         "progress": selectors.labeling_progress(user=request.user),
-        "effective_labels": [],
     }
-    template = "labeling/label.html#card" if request.htmx else "labeling/label.html"
-    return render(request, template, context, status=status)
+    return render(request, page_or_partial(request, "labeling/label.html", "card"), context)
 
 
 def _next_card(request, mode: str):
@@ -45,41 +46,46 @@ def _next_card(request, mode: str):
     return _render_card(request, video=video, mode=mode)
 
 
-def _posted_video_id(request) -> int | None:
-    try:
-        return int(request.POST["video_id"])
-    except (KeyError, ValueError):
-        return None
+def _bad_request(form) -> HttpResponseBadRequest:
+    errors = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in form.errors.items())
+    return HttpResponseBadRequest(errors)
 
 
 @require_GET
+@vary_on_headers("HX-Request")
+@labeler_required
 def label_page(request):
     return _next_card(request, _mode(request))
 
 
 @require_POST
+@labeler_required
 def label_answer(request):
-    video_id = _posted_video_id(request)
-    value = {"1": True, "0": False}.get(request.POST.get("value", ""))
-    if video_id is None or value is None:
-        return HttpResponseBadRequest("video_id and value (1 or 0) are required")
-    try:
-        services.label_create(video_id=video_id, user=request.user, value=value)
-    except ValidationError as exc:
-        messages.error(request, "; ".join(exc.messages))
+    card, answer = CardForm(request.POST), AnswerForm(request.POST)
+    if not card.is_valid():
+        return _bad_request(card)
+    if not answer.is_valid():
+        return _bad_request(answer)
+    video = Video.objects.filter(pk=card.cleaned_data["video_id"]).first()
+    if video is None:
+        messages.error(request, f"Video {card.cleaned_data['video_id']} does not exist (deleted meanwhile?).")
+    else:
+        services.label_create(video=video, user=request.user, value=answer.cleaned_data["value"])
     return _next_card(request, _mode(request))
 
 
 @require_POST
+@labeler_required
 def label_skip(request):
-    video_id = _posted_video_id(request)
-    if video_id is None:
-        return HttpResponseBadRequest("video_id is required")
-    request.session[SKIPPED_SESSION_KEY] = (_skipped(request) + [video_id])[-MAX_REMEMBERED_SKIPS:]
+    card = CardForm(request.POST)
+    if not card.is_valid():
+        return _bad_request(card)
+    request.session[SKIPPED_SESSION_KEY] = (_skipped(request) + [card.cleaned_data["video_id"]])[-MAX_REMEMBERED_SKIPS:]
     return _next_card(request, _mode(request))
 
 
 @require_POST
+@labeler_required
 def label_undo(request):
     label = services.label_undo_last(user=request.user)
     if label is None:
@@ -89,14 +95,10 @@ def label_undo(request):
     return _render_card(request, video=label.video, mode=_mode(request))
 
 
-def _require_reviewer(request) -> None:
-    if not user_has_role(request.user, REVIEWERS, ADMINS):
-        raise PermissionDenied("Only reviewers can see and resolve conflicts.")
-
-
 @require_GET
+@vary_on_headers("HX-Request")
+@reviewer_required
 def review_list(request):
-    _require_reviewer(request)
     search = request.GET.get("q", "").strip()
     order = request.GET.get("order", "votes")
     page = Paginator(selectors.inconsistent_videos(search=search, order=order), REVIEW_PAGE_SIZE).get_page(
@@ -104,22 +106,26 @@ def review_list(request):
     )
     labels = selectors.effective_labels_by_video(video.pk for video in page.object_list)
     rows = [{"video": video, "labels": labels.get(video.pk, [])} for video in page.object_list]
-    context = {"page": page, "rows": rows, "q": search, "order": order, "orders": selectors.REVIEW_ORDERINGS}
-    template = "labeling/review_list.html#results" if request.htmx else "labeling/review_list.html"
-    return render(request, template, context)
+    context = {"page": page, "rows": rows, "q": search, "order": order}
+    return render(request, page_or_partial(request, "labeling/review_list.html", "results"), context)
 
 
 @require_POST
+@reviewer_required
 def review_resolve(request, video_id: int):
-    _require_reviewer(request)
-    value = {"1": True, "0": False}.get(request.POST.get("value", ""))
-    if value is None:
-        return HttpResponseBadRequest("value (1 or 0) is required")
-    review = services.review_create(
-        video_id=video_id, reviewer=request.user, value=value, note=request.POST.get("note", "")
-    )
-    video = Video.objects.select_related("consensus").get(pk=video_id)
-    labels = selectors.effective_labels_by_video([video_id]).get(video_id, [])
+    video = get_object_or_404(Video, pk=video_id)
+    answer = AnswerForm(request.POST)
+    if not answer.is_valid():
+        return _bad_request(answer)
+    try:
+        review = services.review_create(
+            video=video, reviewer=request.user, value=answer.cleaned_data["value"],
+            note=answer.cleaned_data["note"], only_if_unresolved=True,
+        )
+    except ValidationError as error:
+        # 200, not 409: htmx swaps only 2xx responses by default, and the row must say why.
+        return render(request, "labeling/review_list.html#stale-row", {"video": video, "error": " ".join(error.messages)})
+    labels = selectors.effective_labels_by_video([video.pk]).get(video.pk, [])
     return render(request, "labeling/review_list.html#resolved-row", {"row": {"video": video, "labels": labels}, "review": review})
 
 
@@ -128,9 +134,10 @@ def video_detail(request, aid: int):
     video = get_object_or_404(Video.objects.select_related("consensus"), aid=aid)
     labels, reviews = selectors.video_history(video)
     effective = selectors.effective_labels_by_video([video.pk]).get(video.pk, [])
-    return render(
-        request,
-        "labeling/video_detail.html",
-        {"video": video, "labels": labels, "reviews": reviews, "effective": effective,
-         "can_review": user_has_role(request.user, REVIEWERS, ADMINS)},
-    )
+    return render(request, "labeling/video_detail.html", {"video": video, "labels": labels, "reviews": reviews, "effective": effective})
+
+
+@require_safe
+def agreement_dashboard(request):
+    """Corpus counters, Cohen's kappa per labeler pair and Fleiss' kappa overall (constant queries)."""
+    return render(request, "labeling/agreement.html", {"summary": agreement.agreement_summary()})

@@ -1,8 +1,12 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from cvsa_ml import embedded_services
-from cvsa_ml.env import env_bool, env_int, env_list, secret_key
+from cvsa_ml.bootstrap import demo_admin_bootstrap, groups_bootstrap
+from cvsa_ml.env import env_bool, env_int, env_list, read_or_create_private_file, secret_key
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("1", True), ("true", True), ("ON", True), ("0", False), ("no", False), ("", False)])
@@ -44,7 +48,84 @@ def test_dev_secret_key_is_generated_once_and_private(tmp_path):
     first = secret_key({}, debug=True, data_dir=tmp_path)
     assert secret_key({}, debug=True, data_dir=tmp_path) == first
     assert len(first) > 40
-    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "secret_key").read_text() == first
+
+
+def test_empty_secret_key_file_is_regenerated_not_used(tmp_path):
+    (tmp_path / "secret_key").write_text("\n")  # what a crash of the old touch-then-write left
+
+    key = secret_key({}, debug=True, data_dir=tmp_path)
+
+    assert len(key) > 40
+    assert secret_key({}, debug=True, data_dir=tmp_path) == key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def _race(count: int, call):
+    barrier = threading.Barrier(count)
+
+    def racer(_):
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(racer, range(count)))
+
+
+def test_concurrent_creators_agree_on_the_first_writers_value(tmp_path):
+    counter = iter(range(1000))
+    path = tmp_path / "nested" / "secret"
+
+    values = _race(16, lambda: read_or_create_private_file(path, lambda: f"value-{next(counter)}"))
+
+    assert len(set(values)) == 1
+    assert path.read_text() == values[0]
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [entry.name for entry in path.parent.iterdir()] == ["secret"]  # no temp files left
+
+
+def test_processes_starting_together_get_one_complete_secret_key(tmp_path):
+    keys = _race(16, lambda: secret_key({}, debug=True, data_dir=tmp_path))
+
+    assert len(set(keys)) == 1 and len(keys[0]) > 40
+
+
+def test_concurrent_regeneration_of_an_empty_file_agrees_on_one_value(tmp_path):
+    counter = iter(range(1000))
+    path = tmp_path / "secret"
+    path.write_text("")
+
+    values = _race(16, lambda: read_or_create_private_file(path, lambda: f"value-{next(counter)}"))
+
+    assert len(set(values)) == 1 and values[0].startswith("value-")
+    assert path.read_text() == values[0]
+
+
+def test_demo_credentials_file_is_private_and_holds_the_password(settings, tmp_path, db):
+    settings.DATA_DIR = tmp_path
+    (tmp_path / "demo-credentials").write_text("")  # an empty leftover is never a password
+    groups_bootstrap()
+
+    credentials = demo_admin_bootstrap()
+
+    credentials_file = tmp_path / "demo-credentials"
+    assert credentials.password and credentials_file.read_text() == credentials.password
+    assert credentials_file.stat().st_mode & 0o777 == 0o600
+    assert demo_admin_bootstrap().password == credentials.password
+
+
+def test_demo_password_from_the_environment_replaces_the_saved_one(settings, tmp_path, db):
+    settings.DATA_DIR = tmp_path
+    groups_bootstrap()
+    demo_admin_bootstrap()
+
+    credentials = demo_admin_bootstrap(password="chosen-pw-123")
+
+    assert credentials.password == "chosen-pw-123"
+    assert (tmp_path / "demo-credentials").read_text() == "chosen-pw-123"
+    assert (tmp_path / "demo-credentials").stat().st_mode & 0o777 == 0o600
+    assert demo_admin_bootstrap().password == "chosen-pw-123"
 
 
 def test_embedded_urls_point_into_the_data_dir(tmp_path):

@@ -11,7 +11,7 @@ _aids = itertools.count(500_000)
 def make_videos(db):
     def make(count: int, **fields) -> list[Video]:
         return Video.objects.bulk_create(
-            [Video(aid=(aid := next(_aids)), bvid=f"BV1t{aid}", title=f"测试视频 {aid}", **fields) for _ in range(count)]
+            [Video(aid=(aid := next(_aids)), bvid=f"BV1t{aid:08d}", title=f"测试视频 {aid}", **fields) for _ in range(count)]
         )
 
     return make

@@ -65,7 +65,7 @@ def test_review_overrides_the_vote_and_resolves(make_video, three_labelers, revi
     video = make_video()
     label_conflicts([video], three_labelers)
 
-    services.review_create(video_id=video.pk, reviewer=reviewer, value=False, note="a human cover")
+    services.review_create(video=video, reviewer=reviewer, value=False, note="a human cover")
 
     row = consensus(video)
     assert row.value is False
@@ -76,8 +76,8 @@ def test_review_overrides_the_vote_and_resolves(make_video, three_labelers, revi
 def test_latest_review_wins(make_video, three_labelers, reviewer):
     video = make_video()
     label_conflicts([video], three_labelers)
-    services.review_create(video_id=video.pk, reviewer=reviewer, value=False)
-    services.review_create(video_id=video.pk, reviewer=reviewer, value=True)
+    services.review_create(video=video, reviewer=reviewer, value=False)
+    services.review_create(video=video, reviewer=reviewer, value=True)
 
     assert consensus(video).value is True
 
@@ -101,7 +101,7 @@ def test_undo_with_nothing_to_undo_returns_none(user):
 def test_inconsistent_videos_lists_only_unresolved_conflicts(make_videos, three_labelers, reviewer, vote):
     conflicted, resolved, agreed = make_videos(3)
     label_conflicts([conflicted, resolved], three_labelers)
-    services.review_create(video_id=resolved.pk, reviewer=reviewer, value=True)
+    services.review_create(video=resolved, reviewer=reviewer, value=True)
     for user in three_labelers:
         vote(agreed, user, True)
 
@@ -134,14 +134,41 @@ def test_consensus_for_many_aids_is_one_query(make_videos, three_labelers, djang
     assert all(row.is_inconsistent for row in found.values())
 
 
-def test_label_create_rejects_unknown_video_and_writes_nothing(user):
-    from django.core.exceptions import ValidationError
+def test_a_user_without_a_role_cannot_label(make_video, make_user):
+    from django.core.exceptions import PermissionDenied
 
     from labeling.models import Label
 
-    with pytest.raises(ValidationError, match="does not exist"):
-        services.label_create(video_id=987654321, user=user, value=True)
+    with pytest.raises(PermissionDenied):
+        services.label_create(video=make_video(), user=make_user("nobody", group=None), value=True)
     assert Label.objects.count() == 0
+
+
+def test_only_admins_write_machine_labels(make_video, user, make_user):
+    from django.core.exceptions import PermissionDenied
+
+    from labeling.models import Label
+
+    video = make_video()
+    with pytest.raises(PermissionDenied, match="only admins"):
+        services.label_create(video=video, user=user, value=True, source="model")
+    services.label_create(video=video, user=make_user("root", group="admins"), value=True, source="model")
+
+    assert list(Label.objects.values_list("source", flat=True)) == ["model"]
+
+
+def test_resolving_an_already_resolved_conflict_is_refused(make_video, three_labelers, reviewer, make_user):
+    from django.core.exceptions import ValidationError
+
+    from labeling.models import Review
+
+    video = make_video()
+    label_conflicts([video], three_labelers)
+    services.review_create(video=video, reviewer=reviewer, value=True, only_if_unresolved=True)
+
+    with pytest.raises(ValidationError, match="already resolved by rita"):
+        services.review_create(video=video, reviewer=make_user("second", group="reviewers"), value=False, only_if_unresolved=True)
+    assert Review.objects.count() == 1
 
 
 def test_labeler_cannot_create_a_review(make_video, user):
@@ -150,5 +177,5 @@ def test_labeler_cannot_create_a_review(make_video, user):
     from labeling.models import Review
 
     with pytest.raises(PermissionDenied):
-        services.review_create(video_id=make_video().pk, reviewer=user, value=True)
+        services.review_create(video=make_video(), reviewer=user, value=True)
     assert Review.objects.count() == 0

@@ -105,3 +105,26 @@ def test_consensus_with_bad_aids_is_400(api_client):
     assert response.status_code == 400
     assert response.json()["detail"].startswith("aids")
     assert api_client.post("/api/v1/consensus", {"aids": []}, format="json").status_code == 400
+
+
+def test_a_labeler_cannot_post_machine_labels(api_client, make_video):
+    response = api_client.post("/api/v1/labels", {"aid": make_video().aid, "value": True, "source": "model"}, format="json")
+
+    assert response.status_code == 403
+    assert "only admins" in response.json()["detail"]
+    assert Label.objects.count() == 0
+
+
+def test_a_user_without_a_role_cannot_post_labels(make_user, make_video):
+    client = APIClient()
+    client.force_authenticate(make_user("nobody", group=None))
+
+    response = client.post("/api/v1/labels", {"aid": make_video().aid, "value": True}, format="json")
+
+    assert response.status_code == 403
+    assert Label.objects.count() == 0
+
+
+def test_search_with_a_non_ascii_digit_is_not_an_error(api_client):
+    assert api_client.get("/api/v1/videos?search=²").status_code == 200
+    assert api_client.get("/api/v1/videos/inconsistent?search=²").status_code == 200

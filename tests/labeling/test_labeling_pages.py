@@ -179,3 +179,92 @@ def test_video_detail_shows_full_history_including_undone_labels(logged_in_clien
 
     assert "(undone" in body
     assert body.count("<tr") >= 3
+
+
+def test_resolving_a_missing_video_is_404(client, reviewer):
+    client.force_login(reviewer)
+
+    assert client.post("/labeling/review/99999999/resolve", {"value": "1"}).status_code == 404
+    assert Review.objects.count() == 0
+
+
+def test_second_reviewer_is_told_the_conflict_is_already_resolved(client, reviewer, make_user, make_video, three_labelers):
+    video = make_video()
+    label_conflicts([video], three_labelers)
+    client.force_login(reviewer)
+    client.post(f"/labeling/review/{video.pk}/resolve", {"value": "1"}, **HTMX)
+    client.force_login(make_user("second-reviewer", group="reviewers"))
+
+    response = client.post(f"/labeling/review/{video.pk}/resolve", {"value": "0"}, **HTMX)
+
+    assert response.status_code == 200
+    assert "already resolved by rita" in response.content.decode()
+    assert list(Review.objects.values_list("value", flat=True)) == [True]
+
+
+def test_search_with_a_non_ascii_digit_is_not_an_error(client, reviewer):
+    client.force_login(reviewer)
+
+    assert client.get("/labeling/review/?q=²").status_code == 200
+
+
+def test_user_without_a_role_cannot_label(client, make_user, make_video):
+    video = make_video()
+    client.force_login(make_user("nobody", group=None))
+
+    assert client.get("/labeling/").status_code == 403
+    assert client.post("/labeling/answer", {"video_id": video.pk, "value": "1"}).status_code == 403
+    assert Label.objects.count() == 0
+
+
+def test_low_agreement_puts_open_conflicts_before_reviewed_ties(logged_in_client, make_videos, three_labelers, reviewer, vote):
+    from labeling import services
+
+    reviewed_tie, open_conflict = make_videos(2)
+    ann, bob, cai = three_labelers
+    vote(reviewed_tie, ann, True)
+    vote(reviewed_tie, bob, False)
+    services.review_create(video=reviewed_tie, reviewer=reviewer, value=True)
+    vote(open_conflict, ann, True)
+    vote(open_conflict, bob, True)
+    vote(open_conflict, cai, False)
+
+    body = logged_in_client.get("/labeling/?mode=low_agreement").content.decode()
+
+    assert f'data-video-aid="{open_conflict.aid}"' in body
+
+
+def test_labeled_today_counts_from_local_midnight(logged_in_client, user, make_videos, settings):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from django.utils import timezone
+
+    from labeling.selectors import labeling_progress
+
+    settings.TIME_ZONE = "Asia/Shanghai"
+    before_midnight, after_midnight = make_videos(2)
+    now = timezone.now().astimezone(ZoneInfo("Asia/Shanghai"))
+    local_midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for video, moment in ((before_midnight, local_midnight - dt.timedelta(seconds=1)), (after_midnight, local_midnight + dt.timedelta(seconds=1))):
+        label = Label.objects.create(video=video, user=user, value=True)
+        Label.objects.filter(pk=label.pk).update(created_at=moment)
+
+    progress = labeling_progress(user=user)
+
+    assert (progress.labeled_today, progress.labeled_total) == (1, 2)
+
+
+def test_history_restore_gets_the_full_page_not_a_fragment(client, reviewer):
+    client.force_login(reviewer)
+
+    response = client.get("/labeling/review/", HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+
+    assert "<html" in response.content.decode()
+    assert "HX-Request" in response["Vary"]
+
+
+def test_navigation_shows_review_only_to_reviewers(logged_in_client, client, reviewer):
+    assert "/labeling/review/" not in logged_in_client.get("/labeling/agreement/").content.decode()
+    client.force_login(reviewer)
+    assert "/labeling/review/" in client.get("/labeling/agreement/").content.decode()

@@ -23,7 +23,8 @@ from labeling.models import Video
 from labeling.video_import import ImportFileError, import_video_records, import_videos, resolve_format
 from tests.labeling.factories import AdminUserFactory, LabelerFactory, ReviewerFactory, UserFactory, VideoFactory
 
-pytestmark = pytest.mark.django_db
+# Group permissions (admins may import) come from the bootstrap, as in production.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("groups")]
 
 
 def jsonl(*records) -> bytes:
@@ -360,7 +361,7 @@ def upload(name: str, content: bytes) -> SimpleUploadedFile:
 
 
 def test_api_imports_a_file_and_reports_row_errors():
-    response = call_api(ReviewerFactory(), {"file": upload("v.jsonl", jsonl(record(1), {"aid": "abc", "title": "x"}))})
+    response = call_api(AdminUserFactory(), {"file": upload("v.jsonl", jsonl(record(1), {"aid": "abc", "title": "x"}))})
 
     assert response.status_code == 201
     assert response.data == {
@@ -368,7 +369,7 @@ def test_api_imports_a_file_and_reports_row_errors():
         "errors": [{"line": 2, "message": 'aid: must be a positive integer (got "abc")'}],
     }
 
-    again = call_api(ReviewerFactory(), {"file": upload("v.jsonl", jsonl(record(1)))})
+    again = call_api(AdminUserFactory(), {"file": upload("v.jsonl", jsonl(record(1)))})
     assert again.status_code == 200
     assert (again.data["created"], again.data["updated"]) == (0, 1)
 
@@ -395,17 +396,19 @@ def test_api_explicit_format_and_json_body():
     ],
 )
 def test_api_bad_requests_are_400_with_detail_and_write_nothing(data, format, detail):
-    response = call_api(UserFactory(is_staff=True), data, format=format)
+    response = call_api(AdminUserFactory(), data, format=format)
 
     assert response.status_code == 400
     assert detail in response.data["detail"]
     assert not Video.objects.exists()
 
 
-def test_api_refuses_labelers_and_anonymous_users():
+def test_api_refuses_labelers_reviewers_plain_staff_and_anonymous_users():
     data = {"videos": [record(1)]}
 
     assert call_api(LabelerFactory(), data, format="json").status_code == 403
+    assert call_api(ReviewerFactory(), data, format="json").status_code == 403
+    assert call_api(UserFactory(is_staff=True), data, format="json").status_code == 403
     assert call_api(None, data, format="json").status_code in (401, 403)
     assert not Video.objects.exists()
 

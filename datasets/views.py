@@ -1,0 +1,222 @@
+"""Dataset pages: versions and data tasks, the build form, a version's live progress,
+its exports, and the embedding model registry. Full pages on a normal request,
+partials for htmx (the live blocks poll and stop once their job is finished)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+
+from datasets import selectors, services
+from datasets.embedding_registry import EmbeddingRegistryError
+from datasets.forms import DatasetBuildForm
+from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion
+
+VERSIONS_PAGE_SIZE = 50
+TASKS_SHOWN = 20
+RESUMABLE_STATUSES = (DatasetTaskStatus.FAILED, DatasetTaskStatus.CANCELLED)
+EXPORT_CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "npz": "application/octet-stream"}
+
+
+# --- reads for these pages (fixed number of queries) ------------------------------
+
+
+def _recent_tasks() -> list[DatasetTask]:
+    return list(
+        DatasetTask.objects.select_related("dataset_version__dataset").order_by("-created_at")[:TASKS_SHOWN]
+    )
+
+
+def _version_with_tasks(version_id) -> DatasetVersion:
+    """The version (dataset and model joined) and its tasks newest first; 404 when unknown."""
+    try:
+        return (
+            DatasetVersion.objects.select_related("dataset", "embedding_model", "created_by")
+            .prefetch_related(Prefetch("tasks", queryset=DatasetTask.objects.order_by("-created_at")))
+            .defer("requested_aids")
+            .get(pk=version_id)
+        )
+    except DatasetVersion.DoesNotExist:
+        raise Http404("No such dataset version") from None
+
+
+def _latest_task(version: DatasetVersion) -> DatasetTask | None:
+    tasks = list(version.tasks.all())
+    return tasks[0] if tasks else None
+
+
+def _tasks_active(tasks) -> bool:
+    return any(not task.is_finished for task in tasks)
+
+
+# --- list + build form ---------------------------------------------------------
+
+
+def _index_context(request, form: DatasetBuildForm) -> dict:
+    page = Paginator(selectors.dataset_version_list(), VERSIONS_PAGE_SIZE).get_page(request.GET.get("page"))
+    tasks = _recent_tasks()
+    return {"page": page, "tasks": tasks, "tasks_active": _tasks_active(tasks), "form": form}
+
+
+@require_safe
+def dataset_index(request):
+    return render(request, "datasets/index.html", _index_context(request, DatasetBuildForm()))
+
+
+@require_safe
+def task_list(request):
+    """The tasks block: polled every 2 s while a task is pending or running."""
+    if not request.htmx:
+        return redirect("datasets:index")
+    tasks = _recent_tasks()
+    active = _tasks_active(tasks)
+    html = render_to_string("datasets/index.html#tasks", {"tasks": tasks, "tasks_active": active}, request=request)
+    return HttpResponseStopPolling(html) if not active else HttpResponse(html)
+
+
+@require_POST
+def dataset_build(request):
+    """Validate → (sample) → request the build → the version's page. Bad input: the
+    form again with its errors (200 for htmx, which swaps only 2xx; 400 otherwise)."""
+    form = DatasetBuildForm(request.POST)
+    task = None
+    if form.is_valid():
+        try:
+            if form.uses_sampling():
+                sample = selectors.sampling_select(**form.sampling_arguments())
+                if not sample.aid_list:
+                    form.add_error(None, "No videos match the sampling criteria.")
+                aid_list, selection = sample.aid_list, sample.selection()
+            else:
+                aid_list, selection = form.cleaned_data["aid_list"], None
+            if form.is_valid():
+                task = services.dataset_version_request(
+                    aid_list=aid_list, selection=selection, user=request.user, **form.request_arguments()
+                )
+        except ValidationError as error:
+            form.errors_from_service(error)
+        except EmbeddingRegistryError as error:
+            form.add_error(None, f"The embedding model registry is invalid: {error}")
+    if task is None:
+        if request.htmx:
+            return render(request, "datasets/index.html#build-form", {"form": form})
+        return render(request, "datasets/index.html", _index_context(request, form), status=400)
+    version = task.dataset_version
+    messages.success(request, f"Building {version.dataset.name} v{version.number} ({len(aid_list)} videos requested).")
+    url = reverse("datasets:version-detail", args=[version.pk])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+# --- one version ---------------------------------------------------------------
+
+
+def _version_context(version: DatasetVersion) -> dict:
+    task = _latest_task(version)
+    return {
+        "version": version,
+        "task": task,
+        "tasks": list(version.tasks.all()),
+        "polling": task is not None and not task.is_finished,
+        "can_resume": task is not None and task.status in RESUMABLE_STATUSES and not version.is_ready,
+        "stats": selectors.dataset_version_stats(version),
+        "splits": [(name, version.split_counts.get(name, {})) for name in ("train", "val", "test")],
+        "export_formats": services.EXPORT_FORMATS,
+    }
+
+
+@require_safe
+def version_detail(request, version_id):
+    version = _version_with_tasks(version_id)
+    return render(request, "datasets/version_detail.html", _version_context(version))
+
+
+@require_safe
+def version_progress(request, version_id):
+    """The progress block, polled every second while the build is pending or running.
+
+    When the build has finished, answers 286 (htmx stops polling) with the final block
+    and the refreshed summary swapped out of band.
+    """
+    version = _version_with_tasks(version_id)
+    if not request.htmx:
+        return redirect("datasets:version-detail", version_id=version.pk)
+    context = _version_context(version)
+    html = render_to_string("datasets/version_detail.html#progress", {**context, "oob_summary": not context["polling"]},
+                            request=request)
+    return HttpResponse(html) if context["polling"] else HttpResponseStopPolling(html)
+
+
+@require_POST
+def version_resume(request, version_id):
+    version = _version_with_tasks(version_id)
+    task = _latest_task(version)
+    if task is None:
+        messages.error(request, "This version has no build task to resume.")
+    else:
+        try:
+            services.dataset_task_resume(task.pk)
+        except ValidationError as error:
+            messages.error(request, "; ".join(error.messages))
+        except DatasetTask.DoesNotExist:
+            messages.error(request, "The build task no longer exists.")
+        else:
+            messages.success(request, "Build resumed: embeddings already stored are reused.")
+    url = reverse("datasets:version-detail", args=[version.pk])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@require_http_methods(["GET"])
+def version_export(request, version_id, format: str):
+    """Download a ready version as Parquet or NPZ (written to a temp file, streamed, removed)."""
+    if format not in services.EXPORT_FORMATS:
+        raise Http404("Unknown export format")
+    version = _version_with_tasks(version_id)
+    if not version.is_ready:
+        messages.error(request, f"{version} is {version.status}: only ready versions can be exported.")
+        return redirect("datasets:version-detail", version_id=version.pk)
+    descriptor, path = tempfile.mkstemp(prefix="cvsa-export-", suffix=f".{format}")
+    os.close(descriptor)
+    try:
+        services.dataset_version_export(version, format=format, path=path)
+        handle = open(path, "rb")
+    finally:
+        os.unlink(path)  # the open handle keeps the data until the response is sent
+    filename = f"{version.dataset.name}-v{version.number}.{format}"
+    return FileResponse(handle, as_attachment=True, filename=filename, content_type=EXPORT_CONTENT_TYPES[format])
+
+
+# --- embedding models ------------------------------------------------------------
+
+
+@require_safe
+def embedding_model_list(request):
+    try:
+        registry = services.embedding_registry()
+    except EmbeddingRegistryError as error:
+        registry, registry_error = None, str(error)
+    else:
+        registry_error = None
+    stored = selectors.embedding_counts_by_model()
+    rows = []
+    for spec in registry or []:
+        rows.append({
+            "spec": spec,
+            "is_default": spec.key == registry.default_key,
+            "key_set": bool(os.environ.get(spec.api_key_env, "").strip()) if spec.api_key_env else None,
+            "stored": stored.get(spec.key, 0),
+        })
+    return render(request, "datasets/models.html", {
+        "rows": rows, "registry_error": registry_error, "registry_file": str(settings.CVSA_EMBEDDING_MODELS_FILE),
+    })

@@ -1,0 +1,39 @@
+"""Role checks for pages (decorators) and the API (DRF permission classes)."""
+
+from functools import wraps
+
+from django.core.exceptions import PermissionDenied
+from rest_framework.permissions import BasePermission
+
+from labeling.roles import can_import_videos, can_label, can_review
+
+
+def _page_check(check, message: str):
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not check(request.user):
+                raise PermissionDenied(message)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+labeler_required = _page_check(can_label, "Only labelers, reviewers and admins can label videos.")
+reviewer_required = _page_check(can_review, "Only reviewers and admins can see and resolve conflicts.")
+
+
+class CanLabel(BasePermission):
+    message = "Only labelers, reviewers and admins can label videos."
+
+    def has_permission(self, request, view):
+        return can_label(request.user)
+
+
+class CanImportVideos(BasePermission):
+    message = "Importing videos needs the add and change permissions on videos (the admins group has them)."
+
+    def has_permission(self, request, view):
+        return can_import_videos(request.user)
