@@ -32,7 +32,7 @@ def embedding_service_health() -> tuple[dict, list[str]]:
 
 class HealthComponentOutput(serializers.Serializer):
     ok = serializers.BooleanField()
-    detail = serializers.CharField()
+    detail = serializers.CharField(required=False, help_text="only for logged-in users")
 
 
 class HealthApi(APIView):
@@ -41,10 +41,10 @@ class HealthApi(APIView):
     One response for both audiences: ``status`` (ok / degraded) and ``components`` for
     operators, plus the ML panel's ``HealthResponse`` fields (``service``,
     ``embedding_service``, ``database``, ``available_models``). Served at
-    ``/api/v1/health`` and ``/v1/health``.
+    ``/api/v1/health`` and ``/v1/health``. Anonymous callers get the states only: versions,
+    socket paths, worker names and error texts are for logged-in users.
     """
 
-    authentication_classes = []
     permission_classes = [permissions.AllowAny]
 
     class Output(serializers.Serializer):
@@ -66,11 +66,16 @@ class HealthApi(APIView):
         health = system_health()
         database = health["components"]["database"]
         embedding_service, available_models = embedding_service_health()
+        detailed = request.user.is_authenticated
         health.update({
             "service": "cvsa-ml",
-            "embedding_service": embedding_service,
-            "database": "connected" if database["ok"] else f"error: {database['detail']}",
+            "embedding_service": embedding_service if detailed else {
+                key: value for key, value in embedding_service.items() if key != "error"
+            },
+            "database": "connected" if database["ok"] else (f"error: {database['detail']}" if detailed else "error"),
             "available_models": available_models,
         })
+        if not detailed:
+            health["components"] = {name: {"ok": part["ok"]} for name, part in health["components"].items()}
         # Without a database nothing works: 503. A missing worker or broker is "degraded" but serving.
         return Response(health, status=status.HTTP_200_OK if database["ok"] else status.HTTP_503_SERVICE_UNAVAILABLE)

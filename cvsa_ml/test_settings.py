@@ -13,3 +13,6 @@ if not os.environ.get("CELERY_BROKER_URL"):
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["*"]
+
+# A pathological plan must fail its test within a minute, never hang CI for its whole budget.
+DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c statement_timeout=60000"  # noqa: F405

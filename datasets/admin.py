@@ -10,17 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from datasets.models import Dataset, DatasetTask, DatasetVersion, Embedding, EmbeddingModel
-
-
-class ReadOnlyAdminMixin:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from labeling.admin import ReadOnlyAdminMixin
 
 
 @admin.register(EmbeddingModel)

@@ -5,9 +5,10 @@ paths have no trailing slash. One view per action, nested Input/Output serialize
 services and selectors do the work. Field names and types follow the client's
 ``types/api.ts``: ``dataset_id`` / ``task_id`` are strings, every success has a JSON
 body, every error is ``{"detail": "<string>"}`` with a 4xx (``cvsa_ml.api_errors``):
-400 for bad input naming the field, 404 for an unknown id — nothing is written on bad
-input (the services validate before their transaction). Extra fields beyond the
-contract are harmless to the client and are documented in the schema.
+400 for bad input naming the field, 404 for an unknown id, 409 for a version that is
+not ready — nothing is written on bad input (the services validate before their
+transaction); only an invalid registry file on the server answers 503. Extra fields
+beyond the contract are harmless to the client and are documented in the schema.
 """
 
 from __future__ import annotations

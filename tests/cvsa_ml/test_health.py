@@ -30,7 +30,8 @@ def test_health_needs_no_login(client):
     assert client.get("/api/v1/health").status_code in (200, 503)
 
 
-def test_failing_broker_is_reported_not_a_500(client, monkeypatch, tmp_path):
+def test_failing_broker_is_reported_not_a_500(logged_in_client, monkeypatch, tmp_path):
+    client = logged_in_client
     monkeypatch.setattr(celery_app.conf, "broker_url", f"redis+socket://{tmp_path}/missing.sock")
 
     response = client.get("/api/v1/health")
@@ -45,7 +46,8 @@ def test_failing_broker_is_reported_not_a_500(client, monkeypatch, tmp_path):
     assert body["components"]["database"]["ok"] is True
 
 
-def test_failing_database_answers_503_with_json(client, monkeypatch):
+def test_failing_database_answers_503_with_json(logged_in_client, monkeypatch):
+    client = logged_in_client
     from cvsa_ml import health
     from cvsa_ml.health import ComponentHealth
 
@@ -55,3 +57,16 @@ def test_failing_database_answers_503_with_json(client, monkeypatch):
 
     assert response.status_code == 503
     assert response.json()["components"]["database"] == {"ok": False, "detail": "OperationalError: down"}
+
+
+def test_anonymous_callers_get_states_without_details(client, monkeypatch):
+    from cvsa_ml import health
+    from cvsa_ml.health import ComponentHealth
+
+    monkeypatch.setattr(health, "database_health", lambda: ComponentHealth(False, "OperationalError: secret host"))
+
+    body = client.get("/api/v1/health").json()
+
+    assert body["components"]["database"] == {"ok": False}
+    assert body["database"] == "error"
+    assert "secret host" not in str(body)
