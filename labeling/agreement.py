@@ -63,9 +63,6 @@ class AgreementTable:
     def agreements(self) -> int:
         return self.both_yes + self.both_no
 
-    def as_matrix(self) -> list[list[int]]:
-        return [[self.both_yes, self.a_yes_b_no], [self.a_no_b_yes, self.both_no]]
-
 
 TableLike = AgreementTable | Sequence[Sequence[int]]
 

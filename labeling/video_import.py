@@ -124,10 +124,6 @@ class ImportResult:
     errors: list[tuple[int, str]] = field(default_factory=list)
 
     @property
-    def imported(self) -> int:
-        return self.created + self.updated
-
-    @property
     def errors_omitted(self) -> int:
         """Rejected rows whose message was not kept (beyond ``max_errors``)."""
         return self.rejected - len(self.errors)

@@ -1,18 +1,15 @@
-import itertools
-
 import pytest
 
 from labeling.models import Label, Video
-
-_aids = itertools.count(500_000)
+from tests.labeling.factories import VideoFactory
 
 
 @pytest.fixture
 def make_videos(db):
+    """``count`` factory videos in one INSERT (query-count tests need thousands)."""
+
     def make(count: int, **fields) -> list[Video]:
-        return Video.objects.bulk_create(
-            [Video(aid=(aid := next(_aids)), bvid=f"BV1t{aid:08d}", title=f"测试视频 {aid}", **fields) for _ in range(count)]
-        )
+        return Video.objects.bulk_create(VideoFactory.build_batch(count, **fields))
 
     return make
 
