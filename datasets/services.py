@@ -91,6 +91,9 @@ logger = logging.getLogger(__name__)
 
 #: Distinct missing texts per provider call and per stored chunk (one COPY + one upsert).
 EMBED_CHUNK_TEXTS = 1024
+#: The local CPU model embeds ~30-150 texts/s: smaller chunks keep progress moving and
+#: make a failure lose seconds, not a minute; its round trips are cheap next to the maths.
+LOCAL_EMBED_CHUNK_TEXTS = 128
 #: Distinct checksums per existence lookup query.
 LOOKUP_CHUNK_CHECKSUMS = 20_000
 #: In-step progress writes at most this often (each costs a round trip).
@@ -788,7 +791,8 @@ def _generate_embeddings(
     overwrite: bool,
 ) -> None:
     """Embed ``missing`` chunk by chunk; chunk k+1 is embedded while chunk k is stored."""
-    chunks = [missing[start : start + EMBED_CHUNK_TEXTS] for start in range(0, len(missing), EMBED_CHUNK_TEXTS)]
+    size = LOCAL_EMBED_CHUNK_TEXTS if spec.type == "local" else EMBED_CHUNK_TEXTS
+    chunks = [missing[start : start + size] for start in range(0, len(missing), size)]
     _stage_prepare()
     provider = provider_for(spec)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-{spec.key}")
