@@ -170,10 +170,10 @@ def _setup(videos: int) -> None:
 
 
 def _psql(pg_dir: Path, sql: str) -> None:
-    from cvsa_ml import embedded_services
+    import psycopg
 
-    psql = [str(embedded_services._pg_bin("psql")), "-h", str(pg_dir), "-U", "postgres", "-d", "postgres", "-qtAc", sql]
-    subprocess.run(psql, check=True, capture_output=True, text=True, user=embedded_services._postgres_run_as())
+    with psycopg.connect(host=str(pg_dir), user="postgres", dbname="postgres", autocommit=True) as conn:
+        conn.execute(sql)
 
 
 def _socket_url(pg_dir: Path) -> str:
@@ -226,7 +226,8 @@ def _measure(label: str, aids: list[int], proxy: LatencyProxy, server, args) -> 
         "records": version.total_records,
         "new": embedded,
         "reused": version.reused_embeddings,
-        "texts_per_second": version.total_records / seconds,
+        "records_per_second": version.total_records / seconds,
+        "embedded_per_second": embedded / seconds,
         "steps": steps,
         "version_id": str(version.pk),
     }
@@ -242,8 +243,8 @@ def _print(result: dict, args) -> None:
     )
     print(
         f"       DB queries {result['queries']}, proxy round trips {result['round_trips']}, "
-        f"embedding requests {result['embedding_requests']}, {result['texts_per_second']:.0f} texts/s "
-        f"(request {result['request_seconds']:.2f} s)"
+        f"embedding requests {result['embedding_requests']}, {result['records_per_second']:.0f} records/s, "
+        f"{result['embedded_per_second']:.0f} new texts embedded/s (request {result['request_seconds']:.2f} s)"
     )
     marks = sorted(result["steps"].items(), key=lambda item: item[1])
     timeline = ", ".join(f"{name} @{offset:.1f}s" for name, offset in marks)

@@ -57,6 +57,9 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
+            # A second Ctrl-C must not abandon the children half-stopped: finish the shutdown.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            self.stdout.write("Stopping the web server and the worker (the worker finishes its current task)...")
             for child in children:
                 if child.poll() is None:
                     child.send_signal(signal.SIGTERM)
