@@ -136,6 +136,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_QUEUES = [Queue(name) for name in ("default", "embeddings", "training")]
 CELERY_TASK_ROUTES = {
+    # The sweeper is quick and must not wait behind long builds: default queue.
+    "datasets.tasks.sweep_stale_dataset_tasks": {"queue": "default"},
     "datasets.tasks.*": {"queue": "embeddings"},
     "training.tasks.*": {"queue": "training"},
 }

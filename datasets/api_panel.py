@@ -13,7 +13,6 @@ beyond the contract are harmless to the client and are documented in the schema.
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
@@ -29,9 +28,16 @@ from rest_framework.views import APIView
 from datasets import selectors, services
 from datasets.embedding_registry import EmbeddingRegistryError
 from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, DatasetVersionItem, DatasetVersionStatus
+from labeling.permissions import CanManageDatasets, HasTeamRole
 from labeling.selectors import effective_labels_by_video
 
 PANEL_TAG = "ml-panel"
+# GET /dataset/{id} inlines every vector as JSON floats; above this, download the export.
+PANEL_MAX_INLINE_RECORDS = 20_000
+MAX_TASK_LIST_LIMIT = 10**6
+# Cleanup ages: ten years is "everything"; more would overflow the datetime arithmetic.
+MAX_CLEANUP_AGE_DAYS = 3660
+MAX_CLEANUP_AGE_HOURS = MAX_CLEANUP_AGE_DAYS * 24
 ALIAS_NOTE = "Also served at the same path under `/v1/` (the ML panel client's default base URL)."
 
 
@@ -88,9 +94,25 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class TooLargeToInline(exceptions.APIException):
+    status_code = 413
+    default_detail = "Dataset too large to inline"
+    default_code = "too_large"
+
+
 class PanelApiView(APIView):
+    """Reads need any team role (labelers, reviewers, admins); the methods listed in
+    ``manage_methods`` (builds, deletes, cleanups) need ``can_manage_datasets`` (admins)."""
+
     authentication_classes = [TokenAuthentication, JsonSessionAuthentication]
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.IsAuthenticated, HasTeamRole]
+    manage_methods: frozenset[str] = frozenset()
+
+    def get_permissions(self):
+        checks = super().get_permissions()
+        if self.request is not None and self.request.method in self.manage_methods:
+            checks.append(CanManageDatasets())
+        return checks
 
     def handle_exception(self, exc):
         if isinstance(exc, EmbeddingRegistryError):
@@ -211,7 +233,7 @@ class SamplingInput(serializers.Serializer):
     strategy = serializers.ChoiceField(choices=list(selectors.SAMPLING_STRATEGIES))
     limit = serializers.IntegerField(
         min_value=1, max_value=selectors.MAX_SAMPLE_LIMIT, required=False, allow_null=True,
-        help_text=f"random strategies default to {selectors.DEFAULT_SAMPLE_LIMIT}",
+        help_text=f"random strategies default to {selectors.DEFAULT_SAMPLE_LIMIT}; ignored by \"all\"",
     )
     label_value = serializers.BooleanField(
         required=False, allow_null=True, help_text="keep videos whose consensus equals it"
@@ -224,6 +246,12 @@ class SamplingInput(serializers.Serializer):
 
     class Meta:
         ref_name = "PanelSamplingRequest"
+
+    def validate(self, attrs):
+        # The contract: "all" returns every match and ignores `limit` (still validated above).
+        if attrs.get("strategy") == "all":
+            attrs["limit"] = None
+        return attrs
 
 
 class SamplingOutput(serializers.Serializer):
@@ -265,10 +293,9 @@ class BuildOptionsInput(serializers.Serializer):
         ref_name = "PanelBuildOptions"
 
 
-def _request_build(request, validated: dict[str, Any], aid_list: list[int],
-                   selection: dict | None = None) -> DatasetTask:
+def _build_options(request, validated: dict[str, Any]) -> dict[str, Any]:
+    """The build service's keyword arguments shared by both build requests."""
     options = {
-        "aid_list": aid_list,
         "embedding_model_key": validated["embedding_model"],
         "description": validated.get("description") or "",
         "seed": validated["seed"],
@@ -276,11 +303,10 @@ def _request_build(request, validated: dict[str, Any], aid_list: list[int],
         "include_inconsistent": validated["include_inconsistent"],
         "dataset_name": validated.get("name"),
         "user": request.user,
-        "selection": selection,
     }
     if "split_ratios" in validated:
         options["split_ratios"] = validated["split_ratios"]
-    return services.dataset_version_request(**options)
+    return options
 
 
 def _started(task: DatasetTask, *, total_records: int, description: str | None) -> dict[str, Any]:
@@ -337,7 +363,7 @@ class EmbeddingModelsApi(PanelApiView):
                 "max_batch_size": spec.max_batch_size,
                 "is_default": spec.key == registry.default_key,
                 "api_key_env": spec.api_key_env,
-                "api_key_set": bool(os.environ.get(spec.api_key_env, "").strip()) if spec.api_key_env else None,
+                "api_key_set": spec.api_key_is_set,
             }).data
         return Response({"models": models, "default": registry.default_key})
 
@@ -405,6 +431,8 @@ def _dataset_records(version: DatasetVersion) -> list[dict[str, Any]]:
 
 
 class DatasetDetailApi(PanelApiView):
+    manage_methods = frozenset({"DELETE"})
+
     class Output(DatasetOutput):
         dataset = DatasetRecordOutput(many=True)
 
@@ -424,20 +452,29 @@ class DatasetDetailApi(PanelApiView):
             raise exceptions.NotFound("Dataset not found") from None
 
     @panel_schema("panel_dataset_retrieve", "A ready dataset version with every record and its vector",
+                  description=f"Versions of more than {PANEL_MAX_INLINE_RECORDS} records are refused with 413: "
+                              "download them as Parquet or NPZ from the version's page instead.",
                   responses={200: Output, 404: OpenApiResponse(description="Dataset not found"),
-                             409: OpenApiResponse(description="still building, or the build failed")})
+                             409: OpenApiResponse(description="still building, or the build failed"),
+                             413: OpenApiResponse(description="too many records to inline")})
     def get(self, request, dataset_id: str):
         version = self._version(dataset_id)
         if version.status == DatasetVersionStatus.BUILDING:
             raise Conflict(f"Dataset {version.pk} is still building")
         if version.status == DatasetVersionStatus.FAILED:
             raise Conflict(f"Dataset build failed: {version.error or 'unknown error'}")
+        if version.total_records > PANEL_MAX_INLINE_RECORDS:
+            raise TooLargeToInline(
+                f"Dataset {version.pk} is too large to inline ({version.total_records} records): download it from "
+                f"/datasets/versions/{version.pk}/ (Parquet/NPZ)"
+            )
         body = DatasetOutput(version).data
         body["dataset"] = _dataset_records(version)
         return Response(body)
 
     @panel_schema("panel_dataset_delete", "Delete a dataset version and its records",
                   responses={200: DeleteOutput, 400: OpenApiResponse(description="being built or in use"),
+                              403: OpenApiResponse(description="not an admin"),
                               404: OpenApiResponse(description="Dataset not found")})
     def delete(self, request, dataset_id: str):
         version_id = _parse_id(dataset_id, "Dataset not found")
@@ -462,6 +499,8 @@ class StartedOutput(serializers.Serializer):
 
 
 class DatasetBuildApi(PanelApiView):
+    manage_methods = frozenset({"POST"})
+
     class Input(BuildOptionsInput):
         aid_list = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False)
         id = serializers.CharField(required=False, allow_null=True, allow_blank=True, help_text="accepted, unused")
@@ -476,7 +515,7 @@ class DatasetBuildApi(PanelApiView):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         validated = data.validated_data
-        task = _request_build(request, validated, validated["aid_list"])
+        task = services.dataset_version_request(aid_list=validated["aid_list"], **_build_options(request, validated))
         return Response(_started(task, total_records=len(validated["aid_list"]),
                                  description=validated.get("description")))
 
@@ -492,6 +531,8 @@ class DatasetSampleApi(PanelApiView):
 
 
 class DatasetCreateWithSamplingApi(PanelApiView):
+    manage_methods = frozenset({"POST"})
+
     class Input(BuildOptionsInput):
         sampling = SamplingInput()
 
@@ -511,10 +552,9 @@ class DatasetCreateWithSamplingApi(PanelApiView):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         validated = data.validated_data
-        sample = _sample(validated["sampling"])
-        if not sample.aid_list:
-            raise serializers.ValidationError("No AIDs found matching the sampling criteria")
-        task = _request_build(request, validated, sample.aid_list, selection=sample.selection())
+        task, sample = services.dataset_version_request_from_sampling(
+            sampling=dict(validated["sampling"]), **_build_options(request, validated)
+        )
         body = _started(task, total_records=sample.sampled_count, description=validated.get("description"))
         body["sampling_response"] = sample.as_dict()
         return Response(body)
@@ -552,7 +592,8 @@ class TaskListApi(PanelApiView):
         "panel_tasks_list", "Data tasks, newest first, with global counts",
         parameters=[
             OpenApiParameter("status", str, enum=DatasetTaskStatus.values),
-            OpenApiParameter("limit", int, description=f"default {DEFAULT_LIMIT}; 0 or less: no limit"),
+            OpenApiParameter("limit", int,
+                             description=f"default {DEFAULT_LIMIT}; 0 or less: no limit; at most {MAX_TASK_LIST_LIMIT}"),
         ],
         responses={200: Output, 400: OpenApiResponse(description="unknown status or bad limit")},
     )
@@ -562,7 +603,9 @@ class TaskListApi(PanelApiView):
         try:
             limit = int(raw_limit) if raw_limit.strip() else self.DEFAULT_LIMIT
         except ValueError:
-            raise serializers.ValidationError({"limit": f"must be an integer (got {raw_limit!r})"}) from None
+            raise serializers.ValidationError({"limit": f"must be an integer (got {raw_limit[:50]!r})"}) from None
+        if limit > MAX_TASK_LIST_LIMIT:
+            raise serializers.ValidationError({"limit": f"must be at most {MAX_TASK_LIST_LIMIT} (got {limit})"})
         tasks = selectors.dataset_task_list(status=status, limit=limit)
         return Response({"tasks": TaskOutput(tasks, many=True).data, **selectors.dataset_task_counts()})
 
@@ -579,8 +622,10 @@ def _cleanup_input(request, serializer_class: type[serializers.Serializer]) -> d
 
 
 class TaskCleanupApi(PanelApiView):
+    manage_methods = frozenset({"POST"})
+
     class Input(serializers.Serializer):
-        max_age_hours = serializers.FloatField(min_value=0, default=24)
+        max_age_hours = serializers.FloatField(min_value=0, max_value=MAX_CLEANUP_AGE_HOURS, default=24)
 
         class Meta:
             ref_name = "PanelTaskCleanupRequest"
@@ -627,8 +672,10 @@ class DatasetStatisticsApi(PanelApiView):
 
 
 class DatasetCleanupApi(PanelApiView):
+    manage_methods = frozenset({"POST"})
+
     class Input(serializers.Serializer):
-        max_age_days = serializers.FloatField(min_value=0, default=30)
+        max_age_days = serializers.FloatField(min_value=0, max_value=MAX_CLEANUP_AGE_DAYS, default=30)
         include_ready = serializers.BooleanField(
             default=False,
             help_text="also delete ready (frozen) versions; by default only failed and orphaned builds go",

@@ -64,6 +64,11 @@ _KNOWN_FIELDS: Final = (
 )
 _TOP_LEVEL_KEYS: Final = ("model", "models")
 
+# pgvector's limit for an indexed vector is 16000 dimensions; EmbeddingModel.api_endpoint
+# is a 500-character column.
+MAX_DIMENSIONS: Final = 16_000
+MAX_API_ENDPOINT_LENGTH: Final = 500
+
 
 class EmbeddingRegistryError(ValueError):
     """The registry file, or a change to it, is invalid.
@@ -102,6 +107,14 @@ class EmbeddingModelSpec:
     @property
     def is_remote(self) -> bool:
         return self.type in REMOTE_PROVIDER_TYPES
+
+    @property
+    def api_key_is_set(self) -> bool | None:
+        """Whether the env var named by ``api_key_env`` holds a key here; None when the
+        model names no env var (never the key itself)."""
+        if self.api_key_env is None:
+            return None
+        return bool(os.environ.get(self.api_key_env, "").strip())
 
     def api_key(self) -> str | None:
         """The API key from the environment; None when the model needs no key.
@@ -271,6 +284,8 @@ def _spec_from_table(
     for name in ("dimensions", "max_tokens", "max_batch_size", "concurrency", "requests_per_minute"):
         if name in table:
             check(name, _positive_int_problem(table[name]))
+    if _positive_int_problem(table.get("dimensions")) is None and table["dimensions"] > MAX_DIMENSIONS:
+        check("dimensions", f"must be at most {MAX_DIMENSIONS} (got {table['dimensions']})")
     if "max_retries" in table:
         check("max_retries", _non_negative_int_problem(table["max_retries"]))
     if "timeout_seconds" in table:
@@ -341,8 +356,21 @@ def _non_empty_string_problem(value: object) -> str | None:
 
 def _http_url_problem(value: object) -> str | None:
     if isinstance(value, str):
-        parsed = urlparse(value)
-        if parsed.scheme in ("http", "https") and parsed.netloc:
+        if len(value) > MAX_API_ENDPOINT_LENGTH:
+            return f"must be at most {MAX_API_ENDPOINT_LENGTH} characters (got {len(value)})"
+        try:
+            parsed = urlparse(value)
+            has_credentials = parsed.username is not None or parsed.password is not None
+        except ValueError:
+            parsed, has_credentials = None, False
+        if parsed is not None and parsed.scheme in ("http", "https") and parsed.netloc:
+            # Never echo the value here: it may hold a secret.
+            if has_credentials or "@" in parsed.netloc:
+                return ("must not contain a username or password: put the key in the env var "
+                        "named by api_key_env, not in the URL")
+            if parsed.query or "?" in value:
+                return ("must not contain a query string: put the key in the env var named by "
+                        "api_key_env, not in the URL")
             return None
     return f"must be an http:// or https:// URL (got {value!r})"
 

@@ -82,9 +82,12 @@ class DatasetBuildForm(forms.Form):
     def clean_aid_list(self) -> list[int]:
         raw = self.cleaned_data.get("aid_list", "")
         tokens = [token for token in AID_SEPARATORS.split(raw.strip()) if token]
-        bad = [token for token in tokens if not token.isdigit() or int(token) <= 0]
+        # ASCII digits only: str.isdigit() accepts "²" and other digits int() refuses.
+        # At most 18 digits: fits a bigint, and int() never sees a 5000-digit string.
+        bad = [token for token in tokens if not re.fullmatch(r"[0-9]{1,18}", token) or int(token) <= 0]
         if bad:
-            shown = ", ".join(bad[:MAX_LISTED_BAD_AIDS]) + (" …" if len(bad) > MAX_LISTED_BAD_AIDS else "")
+            shown = ", ".join(token[:30] for token in bad[:MAX_LISTED_BAD_AIDS])
+            shown += " …" if len(bad) > MAX_LISTED_BAD_AIDS else ""
             raise ValidationError(f"Not positive integers: {shown}")
         return list(dict.fromkeys(int(token) for token in tokens))
 
@@ -164,6 +167,10 @@ class DatasetBuildForm(forms.Form):
             self.add_error(None, error)
             return
         for key, messages in error.message_dict.items():
+            if key == "sampling":  # nothing matched the sampling criteria
+                for message in messages:
+                    self.add_error(None, message)
+                continue
             field = self._SERVICE_FIELDS.get(key)
             if field is None and key.startswith("metadata_filter."):
                 field = key.split(".", 1)[1]

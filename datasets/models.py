@@ -147,7 +147,10 @@ class DatasetVersion(models.Model):
     The id is a UUID because the old ML panel client uses string UUIDs as
     ``dataset_id``. Members are ``DatasetVersionItem`` rows, written together with the
     ``ready`` status in one transaction (a version is never half-frozen). ``save()``
-    refuses to change a version loaded as ready; services never update a ready row.
+    refuses to change a version loaded as ready; services never update a ready row, and
+    a database trigger (``dataset_version_ready_immutable``, migration 0002) refuses any
+    ``UPDATE`` of a row whose old status is ready — except ``created_by`` set to NULL
+    when the user is deleted. Deleting a ready version is allowed.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -179,14 +182,23 @@ class DatasetVersion(models.Model):
     val_count = models.PositiveIntegerField(default=0)
     test_count = models.PositiveIntegerField(default=0)
     split_counts = models.JSONField(default=dict, blank=True, help_text='{"train": {"total", "positives", "negatives"}, ...}')
-    new_embeddings = models.PositiveIntegerField(default=0, help_text="Distinct texts embedded by this build")
-    reused_embeddings = models.PositiveIntegerField(default=0, help_text="Distinct texts whose vector already existed")
+    new_embeddings = models.PositiveIntegerField(
+        default=0, help_text="Distinct vectors this build stored (inserted, or overwritten by force_regenerate)"
+    )
+    reused_embeddings = models.PositiveIntegerField(
+        default=0, help_text="Distinct texts whose stored vector was used as it was"
+    )
     inconsistent_excluded = models.PositiveIntegerField(default=0)
     inconsistent_included = models.PositiveIntegerField(default=0)
     unlabeled_excluded = models.PositiveIntegerField(default=0)
     empty_text_excluded = models.PositiveIntegerField(default=0)
     missing_excluded = models.PositiveIntegerField(default=0, help_text="Requested aids no longer in the corpus")
-    content_hash = models.CharField(max_length=64, blank=True, help_text="sha256 over sorted (aid, checksum, label, split)")
+    content_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="sha256 over a header line 'model_key\\tdimensions\\ttemplate_version\\n' then the lines "
+        "'aid\\tchecksum\\tlabel\\tsplit\\n' sorted by aid",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     frozen_at = models.DateTimeField(null=True, blank=True)
@@ -211,6 +223,17 @@ class DatasetVersion(models.Model):
             models.CheckConstraint(
                 condition=~Q(status=DatasetVersionStatus.READY) | (Q(frozen_at__isnull=False) & ~Q(content_hash="")),
                 name="dataset_version_ready_is_frozen",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=DatasetVersionStatus.values), name="dataset_version_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=DatasetVersionStatus.READY)
+                | (
+                    Exact(F("train_count") + F("val_count") + F("test_count"), F("total_records"))
+                    & Exact(F("positives") + F("negatives"), F("total_records"))
+                ),
+                name="dataset_version_ready_counts_add_up",
             ),
         ]
         indexes = [models.Index(fields=["status", "-created_at"], name="dsversion_status_idx")]
@@ -253,7 +276,10 @@ class DatasetVersionItem(models.Model):
     is_inconsistent = models.BooleanField(default=False, help_text="Labelers disagreed (included on request)")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["version", "video"], name="dataset_item_version_video_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "video"], name="dataset_item_version_video_unique"),
+            models.CheckConstraint(condition=Q(split__in=Split.values), name="dataset_item_split_valid"),
+        ]
         indexes = [models.Index(fields=["version", "split"], name="dsitem_version_split_idx")]
 
     def __str__(self) -> str:
@@ -309,8 +335,14 @@ class DatasetTask(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker started this job")
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Fencing token: bumped when a worker claims the job and when it is resumed or cancelled; "
+        "a worker's writes only apply while it still matches",
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life: a worker's progress write, or when it was (re)queued"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -320,6 +352,14 @@ class DatasetTask(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(percentage__gte=0) & Q(percentage__lte=100), name="dataset_task_percentage_range"
+            ),
+            models.CheckConstraint(condition=Q(status__in=DatasetTaskStatus.values), name="dataset_task_status_valid"),
+            models.CheckConstraint(condition=Q(type__in=DatasetTaskType.values), name="dataset_task_type_valid"),
+            # At most one live (pending or running) task per dataset version.
+            models.UniqueConstraint(
+                fields=["dataset_version"],
+                condition=Q(status__in=[DatasetTaskStatus.PENDING, DatasetTaskStatus.RUNNING]),
+                name="dataset_task_one_active_per_version",
             ),
         ]
         indexes = [

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -144,6 +144,9 @@ def _metadata_conditions(metadata_filter: dict[str, Any] | None) -> tuple[list[s
         if value is None:
             continue
         try:
+            if isinstance(value, str) and "\x00" in value:
+                # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the driver.
+                raise ValidationError({f"metadata_filter.{name}": "must not contain NUL (\\u0000) characters"})
             if name in ("published_after", "published_before"):
                 moment = _parse_moment(name, value)
                 conditions.append("v.published_at >= %s" if name == "published_after" else "v.published_at < %s")
@@ -329,10 +332,31 @@ def _as_uuid(value: object, field_name: str) -> uuid.UUID:
 
 
 def dataset_version_get(version_id: uuid.UUID | str) -> DatasetVersion:
-    """One version with its dataset and embedding model; raises ``DatasetVersion.DoesNotExist``."""
-    return DatasetVersion.objects.select_related("dataset", "embedding_model").get(
-        pk=_as_uuid(version_id, "dataset_id")
+    """One version with its dataset and embedding model; raises ``DatasetVersion.DoesNotExist``.
+
+    ``requested_aids`` (possibly large) is deferred: loaded only if read.
+    """
+    return (
+        DatasetVersion.objects.select_related("dataset", "embedding_model")
+        .defer("requested_aids")
+        .get(pk=_as_uuid(version_id, "dataset_id"))
     )
+
+
+def dataset_version_with_tasks(version_id: uuid.UUID | str) -> DatasetVersion:
+    """The version (dataset, model and creator joined, ``requested_aids`` deferred) with
+    its tasks prefetched newest first: two queries. Raises ``DatasetVersion.DoesNotExist``."""
+    return (
+        DatasetVersion.objects.select_related("dataset", "embedding_model", "created_by")
+        .prefetch_related(Prefetch("tasks", queryset=DatasetTask.objects.order_by("-created_at")))
+        .defer("requested_aids")
+        .get(pk=_as_uuid(version_id, "dataset_id"))
+    )
+
+
+def dataset_task_recent(limit: int = 20) -> list[DatasetTask]:
+    """The newest ``limit`` tasks with their version and dataset joined (one query)."""
+    return list(DatasetTask.objects.select_related("dataset_version__dataset").order_by("-created_at")[:limit])
 
 
 def dataset_version_list(*, status: str | None = None, limit: int | None = None) -> QuerySet[DatasetVersion]:
@@ -487,11 +511,13 @@ __all__ = [
     "dataset_task_counts",
     "dataset_task_get",
     "dataset_task_list",
+    "dataset_task_recent",
     "dataset_version_arrays",
     "dataset_version_get",
     "dataset_version_list",
     "dataset_version_member_texts",
     "dataset_version_stats",
+    "dataset_version_with_tasks",
     "version_arrays",
     "embedding_counts_by_model",
     "sampling_select",

@@ -18,7 +18,11 @@ on commit. The job body, ``dataset_version_build()``:
    the current one is stored with one binary ``COPY`` into a session temp table and
    one ``INSERT ... SELECT ... ON CONFLICT`` (3 round trips per chunk, whatever its
    size). A chunk is committed as soon as it is stored, so a failure keeps everything
-   embedded so far and a resumed build reuses it.
+   embedded so far and a resumed build reuses it. ``force_regenerate`` re-embeds every
+   text and overwrites the stored vectors, except those an item of a ready version
+   refers to: a frozen version's vectors never change (the build reports how many it
+   kept as ``frozen_vectors_kept``). ``new_embeddings`` counts the rows the build
+   actually wrote; the rest of the distinct texts count as reused.
 5. ``building_dataset`` — deterministic stratified split, counts, content hash.
 6. ``saving_dataset`` — ONE transaction: mark the version ``ready`` (only if it is
    still ``building``), write all items with one binary ``COPY``, mark the task
@@ -77,9 +81,11 @@ from datasets.models import (
     Split,
 )
 from datasets.selectors import (
+    SamplingResult,
     _as_uuid,
     dataset_version_get,
     dataset_version_member_texts,
+    sampling_select,
     version_arrays,
 )
 from datasets.text_composition import TEXT_TEMPLATE_VERSION, compose_video_text, text_checksum
@@ -163,33 +169,74 @@ def _model_values(spec: EmbeddingModelSpec) -> list[Any]:
     ]
 
 
+#: What a stored vector was made by: these never change under a key that has vectors.
+_IDENTITY_COLUMNS = ("name", "provider_type", "dimensions")
+
+
+def _identity(model_or_spec: EmbeddingModel | EmbeddingModelSpec) -> tuple[str, str, int]:
+    if isinstance(model_or_spec, EmbeddingModel):
+        return (model_or_spec.name, model_or_spec.provider_type, model_or_spec.dimensions)
+    return (model_or_spec.name, model_or_spec.type, model_or_spec.dimensions)
+
+
 def _embedding_models_upsert(specs: Sequence[EmbeddingModelSpec]) -> dict[str, EmbeddingModel]:
     """Upsert rows for ``specs`` by key and return them, in ONE statement.
 
     Rows whose fields did not change are not rewritten (``updated_at`` means "last
     changed"); their current version comes from the second half of the UNION.
+
+    A key's identity is (name, provider type, dimensions): once ``Embedding`` rows exist
+    for it, the statement writes nothing at all (for no key: the check is part of the
+    one statement) and this raises ``ValidationError`` (``embedding_model``) naming the
+    change. Endpoint, batch size, max tokens and key env may change freely.
     """
     if not specs:
         return {}
     table = EmbeddingModel._meta.db_table
+    embedding_table = Embedding._meta.db_table
     values_sql = ", ".join(["(%s, %s, %s, %s::integer, %s, %s::integer, %s::integer, %s)"] * len(specs))
     params: list[Any] = [value for spec in specs for value in _model_values(spec)]
     columns = ", ".join(_MODEL_COLUMNS)
     changed = " OR ".join(f"m.{column} IS DISTINCT FROM EXCLUDED.{column}" for column in _MODEL_COLUMNS)
+    identity_changed = " OR ".join(f"m.{column} IS DISTINCT FROM EXCLUDED.{column}" for column in _IDENTITY_COLUMNS)
+    input_identity_changed = " OR ".join(f"m.{column} IS DISTINCT FROM i.{column}" for column in _IDENTITY_COLUMNS)
     updates = ", ".join(f"{column} = EXCLUDED.{column}" for column in _MODEL_COLUMNS)
+    # ``refused``: keys whose identity would change although they have vectors. If there
+    # is any, the statement writes nothing at all (one statement: atomic by itself).
     sql = f"""
         WITH input (key, {columns}) AS (VALUES {values_sql}),
+        refused AS (
+            SELECT m.key FROM {table} m JOIN input i ON i.key = m.key
+            WHERE ({input_identity_changed})
+            AND EXISTS (SELECT 1 FROM {embedding_table} e WHERE e.model_id = m.id)
+        ),
         upserted AS (
             INSERT INTO {table} AS m (key, {columns}, created_at, updated_at)
-            SELECT key, {columns}, now(), now() FROM input
-            ON CONFLICT (key) DO UPDATE SET {updates}, updated_at = now() WHERE {changed}
+            SELECT key, {columns}, now(), now() FROM input WHERE NOT EXISTS (SELECT 1 FROM refused)
+            ON CONFLICT (key) DO UPDATE SET {updates}, updated_at = now()
+                WHERE ({changed})
+                AND NOT (({identity_changed})
+                         AND EXISTS (SELECT 1 FROM {embedding_table} e WHERE e.model_id = m.id))
             RETURNING m.*
         )
         SELECT * FROM upserted
         UNION ALL
         SELECT m.* FROM {table} m JOIN input USING (key) WHERE m.key NOT IN (SELECT key FROM upserted)
     """
-    return {model.key: model for model in EmbeddingModel.objects.raw(sql, params)}
+    models = {model.key: model for model in EmbeddingModel.objects.raw(sql, params)}
+    refused = [spec for spec in specs if spec.key in models and _identity(models[spec.key]) != _identity(spec)]
+    if refused:
+        raise ValidationError({"embedding_model": [_identity_change_message(models[spec.key], spec) for spec in refused]})
+    return models
+
+
+def _identity_change_message(stored: EmbeddingModel, spec: EmbeddingModelSpec) -> str:
+    was = "/".join(str(value) for value in _identity(stored))
+    now = "/".join(str(value) for value in _identity(spec))
+    return (
+        f"embedding model {spec.key!r} already has stored vectors for name/type/dimensions {was}; "
+        f"the registry now says {now}. Add the changed model under a new key"
+    )
 
 
 def embedding_models_sync(registry: EmbeddingRegistry | None = None) -> dict[str, EmbeddingModel]:
@@ -347,6 +394,45 @@ def dataset_version_request(
     return task
 
 
+def dataset_version_request_from_sampling(
+    *,
+    sampling: dict[str, Any],
+    embedding_model_key: str,
+    description: str | None = "",
+    **build_kwargs: Any,
+) -> tuple[DatasetTask, SamplingResult]:
+    """Sample aids (``selectors.sampling_select``), then request a build of them.
+
+    ``sampling`` holds ``strategy``, ``limit``, ``label_value``, ``metadata_filter`` and
+    ``seed`` (missing keys: the selector's defaults); the version's ``selection`` is
+    ``SamplingResult.selection()``. Other keyword arguments go to
+    ``dataset_version_request``. Raises ``ValidationError`` (``sampling``: "No AIDs
+    found matching the sampling criteria") when nothing matches, and the selector's and
+    ``dataset_version_request``'s errors; nothing is written then.
+    """
+    if not isinstance(sampling, dict):
+        raise ValidationError({"sampling": "must be an object"})
+    unknown = sorted(set(sampling) - _SAMPLING_KEYS)
+    if unknown:
+        raise ValidationError({"sampling": f"unknown key(s): {', '.join(unknown)}"})
+    if "selection" in build_kwargs or "aid_list" in build_kwargs:
+        raise TypeError("dataset_version_request_from_sampling() chooses aid_list and selection itself")
+    result = sampling_select(**sampling)
+    if not result.aid_list:
+        raise ValidationError({"sampling": "No AIDs found matching the sampling criteria"})
+    task = dataset_version_request(
+        aid_list=result.aid_list,
+        embedding_model_key=embedding_model_key,
+        description=description,
+        selection=result.selection(),
+        **build_kwargs,
+    )
+    return task, result
+
+
+_SAMPLING_KEYS = frozenset({"strategy", "limit", "label_value", "metadata_filter", "seed"})
+
+
 def _enqueue_build(task_id: uuid.UUID, celery_task_id: str) -> None:
     from datasets.tasks import build_dataset_version  # tasks import services
 
@@ -383,10 +469,22 @@ def dataset_task_resume(task_id: uuid.UUID | str, *, enqueue: bool = True) -> Da
             raise ValidationError({"task_id": f"task {task.pk}: its dataset version was deleted"})
         if version.status == DatasetVersionStatus.READY:
             raise ValidationError({"task_id": f"task {task.pk}: dataset version {version.pk} is already ready"})
+        other = (
+            DatasetTask.objects.filter(
+                dataset_version_id=version.pk, status__in=[DatasetTaskStatus.PENDING, DatasetTaskStatus.RUNNING]
+            )
+            .exclude(pk=task.pk)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if other is not None:
+            raise ValidationError({"task_id": f"dataset version {version.pk} is already being built by task {other}"})
         DatasetVersion.objects.filter(pk=version.pk).update(status=DatasetVersionStatus.BUILDING, error="")
         celery_task_id = str(uuid.uuid4()) if enqueue else ""
         DatasetTask.objects.filter(pk=task.pk).update(
             status=DatasetTaskStatus.PENDING,
+            attempts=F("attempts") + 1,  # fences out the late writes of an earlier worker
+            heartbeat_at=timezone.now(),  # "queued at": the sweeper fails it if it never starts
             error="",
             result=None,
             message="Resumed: waiting for a worker",
@@ -414,7 +512,11 @@ def dataset_task_cancel(task_id: uuid.UUID | str) -> DatasetTask:
         if task.status not in (DatasetTaskStatus.PENDING, DatasetTaskStatus.RUNNING):
             raise ValidationError({"task_id": f"task {task.pk} is {task.status}; only pending or running tasks cancel"})
         DatasetTask.objects.filter(pk=task.pk).update(
-            status=DatasetTaskStatus.CANCELLED, message="Cancelled", completed_at=now, eta_seconds=None
+            status=DatasetTaskStatus.CANCELLED,
+            attempts=F("attempts") + 1,  # the worker's next fenced write fails: it stops
+            message="Cancelled",
+            completed_at=now,
+            eta_seconds=None,
         )
         if task.dataset_version_id:
             DatasetVersion.objects.filter(pk=task.dataset_version_id, status=DatasetVersionStatus.BUILDING).update(
@@ -569,6 +671,7 @@ class _BuildState:
     counts: dict[str, int] = field(default_factory=dict)
     new_embeddings: int = 0
     reused_embeddings: int = 0
+    frozen_vectors_kept: int = 0  # force_regenerate: vectors a ready version uses, left as they were
 
 
 def dataset_version_build(
@@ -605,6 +708,8 @@ def dataset_version_build(
     except TRANSIENT_DATABASE_ERRORS:
         _task_release_after_transient_error(task_uuid, progress.attempt)
         raise
+    except ValidationError as error:  # e.g. the registry changed a model's identity
+        _task_fail(task, progress, "; ".join(error.messages))
     except (BuildFailed, EmbeddingProviderError, EmbeddingRegistryError, pgcopy.CopyFormatError, ValueError) as error:
         _task_fail(task, progress, str(error))
     except Exception as error:  # a bug or an unexpected database error: fail visibly, keep the trace in the log
@@ -621,7 +726,9 @@ def _task_fail(task: DatasetTask, progress: _BuildProgress, reason: str) -> None
     now = timezone.now()
     try:
         with transaction.atomic():
-            DatasetTask.objects.filter(pk=task.pk, attempts=progress.attempt).update(
+            updated = DatasetTask.objects.filter(
+                pk=task.pk, status=DatasetTaskStatus.RUNNING, attempts=progress.attempt
+            ).update(
                 status=DatasetTaskStatus.FAILED,
                 error=message,
                 message=f"Task failed: {message}",
@@ -629,6 +736,9 @@ def _task_fail(task: DatasetTask, progress: _BuildProgress, reason: str) -> None
                 heartbeat_at=now,
                 eta_seconds=None,
             )
+            if not updated:  # cancelled, swept or taken over meanwhile: not ours to fail
+                logger.warning("dataset build %s failed after losing its claim: %s", task.pk, message)
+                return
             if task.dataset_version_id:
                 DatasetVersion.objects.filter(
                     pk=task.dataset_version_id, status=DatasetVersionStatus.BUILDING
@@ -671,7 +781,7 @@ def _task_release_after_transient_error(task_id: uuid.UUID, attempt: int) -> Non
     """Best effort: put the task back to pending so the Celery retry can claim it."""
     try:
         DatasetTask.objects.filter(pk=task_id, attempts=attempt, status=DatasetTaskStatus.RUNNING).update(
-            status=DatasetTaskStatus.PENDING, message="Database error; retrying"
+            status=DatasetTaskStatus.PENDING, message="Database error; retrying", heartbeat_at=timezone.now()
         )
     except DatabaseError:
         logger.warning("dataset task %s: database still unreachable; the retry will claim it by Celery id", task_id)
@@ -683,12 +793,12 @@ def _build(task: DatasetTask, version: DatasetVersion, progress: _BuildProgress)
     if key not in registry:
         raise BuildFailed(f"embedding model {key!r} is no longer in the registry ({settings.CVSA_EMBEDDING_MODELS_FILE})")
     spec = registry.get(key)
+    model = _embedding_models_upsert([spec])[key]  # ValidationError when the key's identity changed
     if spec.dimensions != version.embedding_dimensions:
         raise BuildFailed(
             f"embedding model {key!r} now has {spec.dimensions} dimensions, but the build was requested with "
             f"{version.embedding_dimensions}; request a new build"
         )
-    model = _embedding_models_upsert([spec])[key]
 
     state = _BuildState()
     rows = _load_videos(version.requested_aids)
@@ -710,20 +820,26 @@ def _build(task: DatasetTask, version: DatasetVersion, progress: _BuildProgress)
     else:
         state.embedding_ids.update(_existing_embeddings(model.pk, spec.dimensions, distinct))
         missing = [checksum for checksum in distinct if checksum not in state.embedding_ids]
-    state.reused_embeddings = len(distinct) - len(missing)
 
     progress.step(
         "generating_embeddings",
         total=len(missing),
-        message=f"Embedding {len(missing)} new texts ({state.reused_embeddings} reused)",
+        message=f"Embedding {len(missing)} new texts ({len(distinct) - len(missing)} reused)",
     )
     if missing:
         _generate_embeddings(spec, model.pk, missing, state, progress, overwrite=version.force_regenerate)
-    state.new_embeddings = len(missing)
+    # new = rows this build actually wrote (a concurrent build may have stored some first;
+    # force_regenerate keeps the vectors of ready versions); reused = the rest.
+    state.reused_embeddings = len(distinct) - state.new_embeddings
 
     progress.step("building_dataset", total=len(state.members), message="Splitting and hashing", write=False)
     _assign_splits(state.members, version.split_ratios, version.seed)
-    content_hash = _content_hash(state.members)
+    content_hash = _content_hash(
+        state.members,
+        model_key=key,
+        dimensions=version.embedding_dimensions,
+        template_version=version.text_template_version,
+    )
     summary = _summary(state)
 
     progress.step("saving_dataset", total=len(state.members), message=f"Freezing {len(state.members)} records")
@@ -803,7 +919,10 @@ def _generate_embeddings(
             vectors = _wait_for(future, progress)
             if index + 1 < len(chunks):
                 future = pool.submit(provider.embed, [state.texts[c] for c in chunks[index + 1]])
-            state.embedding_ids.update(_embeddings_store(model_id, chunk, vectors, overwrite=overwrite))
+            outcome = _embeddings_store(model_id, chunk, vectors, overwrite=overwrite)
+            state.embedding_ids.update(outcome.ids)
+            state.new_embeddings += outcome.written
+            state.frozen_vectors_kept += outcome.frozen_kept
             stored += len(chunk)
             progress.advance(stored, message=f"Generated {stored}/{len(missing)} embeddings")
     finally:
@@ -828,37 +947,61 @@ def _stage_prepare() -> None:
         )
 
 
-def _embeddings_store(model_id: int, checksums: list[str], vectors: np.ndarray, *, overwrite: bool) -> dict[str, int]:
+@dataclass
+class _StoreOutcome:
+    ids: dict[str, int]  # checksum -> Embedding.id, for every checksum of the chunk
+    inserted: int  # rows this statement inserted
+    written: int  # rows it inserted or (overwrite) replaced
+    frozen_kept: int  # overwrite: rows left as they were because a ready version uses them
+
+
+def _embeddings_store(model_id: int, checksums: list[str], vectors: np.ndarray, *, overwrite: bool) -> _StoreOutcome:
     """Store one chunk: binary COPY into the stage + one upsert that empties it.
 
     Without ``overwrite`` an existing (model, checksum) row is kept (a concurrent build
-    stored it first) unless its dimensions differ; with ``overwrite`` it is replaced.
-    Autocommit: the chunk is durable when this returns. Returns checksum -> id.
+    stored it first). With ``overwrite`` (force_regenerate) it is replaced, unless an
+    item of a ready version refers to it: a frozen version's vectors never change, so
+    that row is kept and counted in ``frozen_kept``. Vectors of one key always have
+    the key's dimensions (``_embedding_models_upsert`` refuses to change them once
+    vectors exist). Autocommit: the chunk is durable when this returns.
     """
     table = Embedding._meta.db_table
+    item_table = DatasetVersionItem._meta.db_table
     pgcopy.copy_in(
         f"COPY {_STAGE_TABLE} (checksum, vector) FROM STDIN (FORMAT BINARY)",
         pgcopy.checksum_vector_rows(checksums, vectors),
     )
-    keep_existing = "" if overwrite else "WHERE e.dimensions <> EXCLUDED.dimensions"
+    if overwrite:
+        # Items exist only for ready versions (written by the freezing transaction).
+        on_conflict = f"""DO UPDATE
+                SET dimensions = EXCLUDED.dimensions, vector = EXCLUDED.vector, created_at = EXCLUDED.created_at
+                WHERE NOT EXISTS (SELECT 1 FROM {item_table} i WHERE i.embedding_id = e.id)"""
+    else:
+        on_conflict = "DO NOTHING"
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             WITH staged AS (DELETE FROM {_STAGE_TABLE} RETURNING checksum, vector)
             INSERT INTO {table} AS e (model_id, checksum, dimensions, vector, created_at)
             SELECT %s, checksum, vector_dims(vector), vector, now() FROM staged
-            ON CONFLICT (model_id, checksum) DO UPDATE
-                SET dimensions = EXCLUDED.dimensions, vector = EXCLUDED.vector, created_at = EXCLUDED.created_at
-                {keep_existing}
-            RETURNING e.checksum, e.id
+            ON CONFLICT (model_id, checksum) {on_conflict}
+            RETURNING e.checksum, e.id, (e.xmax = 0) AS inserted
             """,
             [model_id],
         )
-        ids = dict(cursor.fetchall())
-    if len(ids) < len(checksums):  # rows another build stored meanwhile: look their ids up
-        absent = [checksum for checksum in checksums if checksum not in ids]
+        rows = cursor.fetchall()
+    ids = {checksum: embedding_id for checksum, embedding_id, _ in rows}
+    inserted = sum(1 for *_, was_inserted in rows if was_inserted)
+    absent = [checksum for checksum in checksums if checksum not in ids]
+    if absent:  # stored meanwhile by another build, or (overwrite) used by a ready version
         ids.update(_existing_embeddings(model_id, vectors.shape[1], absent))
-    return ids
+        lost = [checksum for checksum in absent if checksum not in ids]
+        if lost:
+            raise BuildFailed(
+                f"{len(lost)} stored vector(s) of this model have other dimensions than {vectors.shape[1]} "
+                "(stored before the model's identity was fixed); add the model under a new key"
+            )
+    return _StoreOutcome(ids=ids, inserted=inserted, written=len(rows), frozen_kept=len(absent) if overwrite else 0)
 
 
 def _split_rank_key(seed: int, aid: int) -> bytes:
@@ -886,9 +1029,15 @@ def _assign_splits(members: list[_Member], ratios: tuple[float, float, float], s
             member.split = Split.TRAIN if position < train else Split.VAL if position < train + val else Split.TEST
 
 
-def _content_hash(members: list[_Member]) -> str:
-    """sha256 over the sorted lines ``aid\\tchecksum\\tlabel(0/1)\\tsplit\\n``."""
+def _content_hash(members: list[_Member], *, model_key: str, dimensions: int, template_version: str) -> str:
+    """sha256 over a header line ``model_key\\tdimensions\\ttemplate_version\\n``, then
+    the lines ``aid\\tchecksum\\tlabel(0/1)\\tsplit\\n`` sorted by aid.
+
+    The header makes the same videos embedded by two models (or two dimensionalities,
+    or two text templates) hash differently.
+    """
     digest = hashlib.sha256()
+    digest.update(f"{model_key}\t{dimensions}\t{template_version}\n".encode())
     for member in sorted(members, key=lambda m: m.aid):
         digest.update(f"{member.aid}\t{member.checksum}\t{int(member.label)}\t{member.split}\n".encode())
     return digest.hexdigest()
@@ -960,7 +1109,14 @@ def _freeze(
         },
         "content_hash": content_hash,
         "counts": summary,
+        "frozen_vectors_kept": state.frozen_vectors_kept,
     }
+    message = "Dataset building completed successfully"
+    if state.frozen_vectors_kept:
+        message += (
+            f" ({state.frozen_vectors_kept} vector(s) used by ready versions were kept, not regenerated:"
+            " frozen versions never change)"
+        )
     with transaction.atomic():
         frozen = DatasetVersion.objects.filter(pk=version.pk, status=DatasetVersionStatus.BUILDING).update(
             status=DatasetVersionStatus.READY, frozen_at=now, content_hash=content_hash, error="", **summary
@@ -978,7 +1134,7 @@ def _freeze(
             total=progress.total,
             percentage=100.0,
             eta_seconds=None,
-            message="Dataset building completed successfully",
+            message=message,
             result=result,
             completed_at=now,
             heartbeat_at=now,
@@ -1043,65 +1199,118 @@ def dataset_versions_cleanup(max_age_days: float = 30, *, include_ready: bool = 
     something protects them. Items go with their version; embeddings are kept (shared,
     and re-embedding costs money).
 
+    The filter (status, age, no live task) is applied inside the deleting transaction,
+    after locking the candidates' tasks and then the versions themselves (the order
+    ``dataset_task_resume`` takes them in), so a version resumed meanwhile is not deleted.
+
     Returns ``{"removed": n, "kept_in_use": m}``.
     """
     if not isinstance(max_age_days, (int, float)) or isinstance(max_age_days, bool) or max_age_days < 0:
         raise ValidationError({"max_age_days": f"must be a non-negative number (got {max_age_days!r})"})
-    now = timezone.now()
-    cutoff = now - timedelta(days=max_age_days)
+    cutoff = timezone.now() - timedelta(days=max_age_days)
     statuses = [DatasetVersionStatus.FAILED, DatasetVersionStatus.BUILDING]
     if include_ready:
         statuses.append(DatasetVersionStatus.READY)
-    candidates = (
-        DatasetVersion.objects.filter(created_at__lt=cutoff, status__in=statuses)
-        .exclude(tasks__in=DatasetTask.objects.filter(_active_build_q(now)))
-        .values_list("pk", flat=True)
-    )
-    ids = list(candidates)
+
+    def candidates():
+        now = timezone.now()
+        return DatasetVersion.objects.filter(created_at__lt=cutoff, status__in=statuses).exclude(
+            tasks__in=DatasetTask.objects.filter(_active_build_q(now))
+        )
+
+    def lock_and_filter(version_filter: Q) -> list[uuid.UUID]:
+        # Tasks first (resume locks its task, then updates the version), then the versions,
+        # re-filtered by a statement that starts after those locks are held.
+        list(
+            DatasetTask.objects.select_for_update()
+            .filter(dataset_version__in=candidates().filter(version_filter).values("pk"))
+            .values_list("pk", flat=True)
+        )
+        return list(candidates().filter(version_filter).select_for_update().values_list("pk", flat=True))
+
     removed = kept = 0
     try:
         with transaction.atomic():
-            removed = DatasetVersion.objects.filter(pk__in=ids).delete()[1].get(DatasetVersion._meta.label, 0)
+            ids = lock_and_filter(Q())
+            if ids:
+                removed = DatasetVersion.objects.filter(pk__in=ids).delete()[1].get(DatasetVersion._meta.label, 0)
     except ProtectedError:
-        for version_id in ids:  # some are in use: delete the others one by one
+        for version_id in list(candidates().values_list("pk", flat=True)):  # some are in use: one by one
             try:
                 with transaction.atomic():
-                    DatasetVersion.objects.filter(pk=version_id).delete()
-                removed += 1
+                    if lock_and_filter(Q(pk=version_id)):
+                        DatasetVersion.objects.filter(pk=version_id).delete()
+                        removed += 1
             except ProtectedError:
                 kept += 1
     return {"removed": removed, "kept_in_use": kept}
 
 
-def dataset_task_mark_stale(*, older_than: timedelta | None = None) -> int:
-    """The sweeper: a running task whose heartbeat is older than ``older_than``
-    (default ``stale_after()``) gets status failed with "worker lost (no heartbeat
-    since …)", and its building version failed. Embeddings it stored are kept; resume
-    it with ``dataset_task_resume``. Returns the number of tasks marked. Two queries."""
-    cutoff = timezone.now() - (older_than or stale_after())
+#: A pending task whose queue message never reached a worker: failed after the broker's
+#: visibility timeout (it would have been redelivered by then) plus this margin.
+PENDING_NEVER_STARTED_MARGIN = timedelta(minutes=10)
+
+
+def pending_stale_after() -> timedelta:
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}
+    return timedelta(seconds=float(options.get("visibility_timeout", 3600))) + PENDING_NEVER_STARTED_MARGIN
+
+
+def dataset_task_mark_stale(*, older_than: timedelta | None = None, pending_older_than: timedelta | None = None) -> int:
+    """The sweeper, two cases, each marked failed with its building version:
+
+    - a running task whose heartbeat is older than ``older_than`` (default
+      ``stale_after()``): "worker lost (no heartbeat since …)";
+    - a pending task queued (``heartbeat_at``, set on resume / release, else
+      ``created_at``) longer ago than ``pending_older_than`` (default
+      ``pending_stale_after()``: the broker's visibility timeout + 10 minutes):
+      "never started (message lost?): resume it".
+
+    Embeddings it stored are kept; resume it with ``dataset_task_resume``. Returns the
+    number of tasks marked. One query, plus one per kind of failure found.
+    """
+    now = timezone.now()
+    cutoff = now - (older_than or stale_after())
+    pending_cutoff = now - (pending_older_than or pending_stale_after())
     task_table = DatasetTask._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"""
             UPDATE {task_table} SET
                 status = %s,
-                error = 'worker lost (no heartbeat since '
+                error = CASE WHEN status = %s THEN 'never started (message lost?): resume it'
+                    ELSE 'worker lost (no heartbeat since '
                     || to_char(COALESCE(heartbeat_at, started_at, created_at) AT TIME ZONE 'UTC',
                                'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-                    || ') during ' || current_step || '; resume the task to continue',
-                message = 'Task failed: worker lost',
+                    || ') during ' || current_step || '; resume the task to continue' END,
+                message = CASE WHEN status = %s THEN 'Task failed: never started'
+                    ELSE 'Task failed: worker lost' END,
                 completed_at = now(),
                 eta_seconds = NULL
-            WHERE status = %s AND (heartbeat_at < %s OR (heartbeat_at IS NULL AND started_at < %s))
+            WHERE (status = %s AND (heartbeat_at < %s OR (heartbeat_at IS NULL AND started_at < %s)))
+               OR (status = %s AND COALESCE(heartbeat_at, created_at) < %s)
             RETURNING id, dataset_version_id, error
             """,
-            [DatasetTaskStatus.FAILED, DatasetTaskStatus.RUNNING, cutoff, cutoff],
+            [
+                DatasetTaskStatus.FAILED,
+                DatasetTaskStatus.PENDING,
+                DatasetTaskStatus.PENDING,
+                DatasetTaskStatus.RUNNING,
+                cutoff,
+                cutoff,
+                DatasetTaskStatus.PENDING,
+                pending_cutoff,
+            ],
         )
         marked = cursor.fetchall()
-        version_errors = {version_id: error for _, version_id, error in marked if version_id}
-        if version_errors:
-            DatasetVersion.objects.filter(pk__in=list(version_errors), status=DatasetVersionStatus.BUILDING).update(
-                status=DatasetVersionStatus.FAILED, error="worker lost"
+        by_reason: dict[str, list[uuid.UUID]] = {}
+        for _, version_id, error in marked:
+            if version_id:
+                reason = "never started (message lost?)" if error.startswith("never started") else "worker lost"
+                by_reason.setdefault(reason, []).append(version_id)
+        for reason, version_ids in by_reason.items():
+            DatasetVersion.objects.filter(pk__in=version_ids, status=DatasetVersionStatus.BUILDING).update(
+                status=DatasetVersionStatus.FAILED, error=reason
             )
     for task_id, _, error in marked:
         logger.warning("dataset task %s: %s", task_id, error)

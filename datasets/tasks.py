@@ -1,4 +1,5 @@
-"""Celery tasks of the datasets app (queue ``embeddings``, see ``CELERY_TASK_ROUTES``).
+"""Celery tasks of the datasets app (builds: queue ``embeddings``; the sweeper: ``default``;
+see ``CELERY_TASK_ROUTES``).
 
 Tasks take ids only and call a service; the ``DatasetTask`` row is the source of truth
 for status and progress (the Celery result just echoes it).
@@ -40,8 +41,9 @@ def build_dataset_version(self, task_id: str) -> dict:
     }
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, queue="default")
 def sweep_stale_dataset_tasks() -> int:
-    """Mark running dataset tasks whose heartbeat stopped as failed (schedule with beat,
-    e.g. every minute)."""
+    """Mark running dataset tasks whose heartbeat stopped, and pending ones that never
+    started (their queue message was lost), as failed. Beat runs it every minute on the
+    ``default`` queue (``CELERY_TASK_ROUTES``), so it never waits behind builds."""
     return services.dataset_task_mark_stale()

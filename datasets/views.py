@@ -11,18 +11,21 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
 from datasets import selectors, services
 from datasets.embedding_registry import EmbeddingRegistryError
 from datasets.forms import DatasetBuildForm
 from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion
+from labeling.partial_rendering import wants_partial
+from labeling.permissions import dataset_manager_required, team_role_required
+from labeling.roles import can_manage_datasets
 
 VERSIONS_PAGE_SIZE = 50
 TASKS_SHOWN = 20
@@ -33,21 +36,10 @@ EXPORT_CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "npz": "app
 # --- reads for these pages (fixed number of queries) ------------------------------
 
 
-def _recent_tasks() -> list[DatasetTask]:
-    return list(
-        DatasetTask.objects.select_related("dataset_version__dataset").order_by("-created_at")[:TASKS_SHOWN]
-    )
-
-
 def _version_with_tasks(version_id) -> DatasetVersion:
-    """The version (dataset and model joined) and its tasks newest first; 404 when unknown."""
+    """The version with its tasks newest first (``selectors.dataset_version_with_tasks``); 404 when unknown."""
     try:
-        return (
-            DatasetVersion.objects.select_related("dataset", "embedding_model", "created_by")
-            .prefetch_related(Prefetch("tasks", queryset=DatasetTask.objects.order_by("-created_at")))
-            .defer("requested_aids")
-            .get(pk=version_id)
-        )
+        return selectors.dataset_version_with_tasks(version_id)
     except DatasetVersion.DoesNotExist:
         raise Http404("No such dataset version") from None
 
@@ -66,27 +58,33 @@ def _tasks_active(tasks) -> bool:
 
 def _index_context(request, form: DatasetBuildForm) -> dict:
     page = Paginator(selectors.dataset_version_list(), VERSIONS_PAGE_SIZE).get_page(request.GET.get("page"))
-    tasks = _recent_tasks()
-    return {"page": page, "tasks": tasks, "tasks_active": _tasks_active(tasks), "form": form}
+    tasks = selectors.dataset_task_recent(TASKS_SHOWN)
+    return {"page": page, "tasks": tasks, "tasks_active": _tasks_active(tasks), "form": form,
+            "can_manage": can_manage_datasets(request.user)}
 
 
 @require_safe
+@team_role_required
 def dataset_index(request):
     return render(request, "datasets/index.html", _index_context(request, DatasetBuildForm()))
 
 
 @require_safe
+@vary_on_headers("HX-Request")
+@team_role_required
 def task_list(request):
     """The tasks block: polled every 2 s while a task is pending or running."""
-    if not request.htmx:
+    if not wants_partial(request):
         return redirect("datasets:index")
-    tasks = _recent_tasks()
+    tasks = selectors.dataset_task_recent(TASKS_SHOWN)
     active = _tasks_active(tasks)
     html = render_to_string("datasets/index.html#tasks", {"tasks": tasks, "tasks_active": active}, request=request)
     return HttpResponseStopPolling(html) if not active else HttpResponse(html)
 
 
 @require_POST
+@vary_on_headers("HX-Request")
+@dataset_manager_required
 def dataset_build(request):
     """Validate → (sample) → request the build → the version's page. Bad input: the
     form again with its errors (200 for htmx, which swaps only 2xx; 400 otherwise)."""
@@ -95,41 +93,41 @@ def dataset_build(request):
     if form.is_valid():
         try:
             if form.uses_sampling():
-                sample = selectors.sampling_select(**form.sampling_arguments())
-                if not sample.aid_list:
-                    form.add_error(None, "No videos match the sampling criteria.")
-                aid_list, selection = sample.aid_list, sample.selection()
-            else:
-                aid_list, selection = form.cleaned_data["aid_list"], None
-            if form.is_valid():
-                task = services.dataset_version_request(
-                    aid_list=aid_list, selection=selection, user=request.user, **form.request_arguments()
+                task, sample = services.dataset_version_request_from_sampling(
+                    sampling=form.sampling_arguments(), user=request.user, **form.request_arguments()
                 )
+                requested = sample.sampled_count
+            else:
+                task = services.dataset_version_request(
+                    aid_list=form.cleaned_data["aid_list"], user=request.user, **form.request_arguments()
+                )
+                requested = len(form.cleaned_data["aid_list"])
         except ValidationError as error:
             form.errors_from_service(error)
         except EmbeddingRegistryError as error:
             form.add_error(None, f"The embedding model registry is invalid: {error}")
     if task is None:
-        if request.htmx:
-            return render(request, "datasets/index.html#build-form", {"form": form})
+        if wants_partial(request):
+            return render(request, "datasets/index.html#build-form", {"form": form, "can_manage": True})
         return render(request, "datasets/index.html", _index_context(request, form), status=400)
     version = task.dataset_version
-    messages.success(request, f"Building {version.dataset.name} v{version.number} ({len(aid_list)} videos requested).")
+    messages.success(request, f"Building {version.dataset.name} v{version.number} ({requested} videos requested).")
     url = reverse("datasets:version-detail", args=[version.pk])
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return HttpResponseClientRedirect(url) if wants_partial(request) else redirect(url)
 
 
 # --- one version ---------------------------------------------------------------
 
 
-def _version_context(version: DatasetVersion) -> dict:
+def _version_context(request, version: DatasetVersion) -> dict:
     task = _latest_task(version)
     return {
         "version": version,
         "task": task,
         "tasks": list(version.tasks.all()),
         "polling": task is not None and not task.is_finished,
-        "can_resume": task is not None and task.status in RESUMABLE_STATUSES and not version.is_ready,
+        "can_resume": (task is not None and task.status in RESUMABLE_STATUSES and not version.is_ready
+                       and can_manage_datasets(request.user)),
         "stats": selectors.dataset_version_stats(version),
         "splits": [(name, version.split_counts.get(name, {})) for name in ("train", "val", "test")],
         "export_formats": services.EXPORT_FORMATS,
@@ -137,12 +135,15 @@ def _version_context(version: DatasetVersion) -> dict:
 
 
 @require_safe
+@team_role_required
 def version_detail(request, version_id):
     version = _version_with_tasks(version_id)
-    return render(request, "datasets/version_detail.html", _version_context(version))
+    return render(request, "datasets/version_detail.html", _version_context(request, version))
 
 
 @require_safe
+@vary_on_headers("HX-Request")
+@team_role_required
 def version_progress(request, version_id):
     """The progress block, polled every second while the build is pending or running.
 
@@ -150,15 +151,17 @@ def version_progress(request, version_id):
     and the refreshed summary swapped out of band.
     """
     version = _version_with_tasks(version_id)
-    if not request.htmx:
+    if not wants_partial(request):
         return redirect("datasets:version-detail", version_id=version.pk)
-    context = _version_context(version)
+    context = _version_context(request, version)
     html = render_to_string("datasets/version_detail.html#progress", {**context, "oob_summary": not context["polling"]},
                             request=request)
     return HttpResponse(html) if context["polling"] else HttpResponseStopPolling(html)
 
 
 @require_POST
+@vary_on_headers("HX-Request")
+@dataset_manager_required
 def version_resume(request, version_id):
     version = _version_with_tasks(version_id)
     task = _latest_task(version)
@@ -174,10 +177,11 @@ def version_resume(request, version_id):
         else:
             messages.success(request, "Build resumed: embeddings already stored are reused.")
     url = reverse("datasets:version-detail", args=[version.pk])
-    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return HttpResponseClientRedirect(url) if wants_partial(request) else redirect(url)
 
 
 @require_http_methods(["GET"])
+@team_role_required
 def version_export(request, version_id, format: str):
     """Download a ready version as Parquet or NPZ (written to a temp file, streamed, removed)."""
     if format not in services.EXPORT_FORMATS:
@@ -201,6 +205,7 @@ def version_export(request, version_id, format: str):
 
 
 @require_safe
+@team_role_required
 def embedding_model_list(request):
     try:
         registry = services.embedding_registry()
@@ -214,7 +219,7 @@ def embedding_model_list(request):
         rows.append({
             "spec": spec,
             "is_default": spec.key == registry.default_key,
-            "key_set": bool(os.environ.get(spec.api_key_env, "").strip()) if spec.api_key_env else None,
+            "key_set": spec.api_key_is_set,
             "stored": stored.get(spec.key, 0),
         })
     return render(request, "datasets/models.html", {

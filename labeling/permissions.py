@@ -5,7 +5,10 @@ from functools import wraps
 from django.core.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
-from labeling.roles import can_import_videos, can_label, can_review
+from labeling.roles import can_import_videos, can_label, can_manage_datasets, can_review, has_team_role
+
+TEAM_ROLE_MESSAGE = "Only labelers, reviewers and admins can see datasets."
+DATASET_MANAGER_MESSAGE = "Only admins can build, resume, delete or clean up datasets."
 
 
 def _page_check(check, message: str):
@@ -23,6 +26,8 @@ def _page_check(check, message: str):
 
 labeler_required = _page_check(can_label, "Only labelers, reviewers and admins can label videos.")
 reviewer_required = _page_check(can_review, "Only reviewers and admins can see and resolve conflicts.")
+team_role_required = _page_check(has_team_role, TEAM_ROLE_MESSAGE)
+dataset_manager_required = _page_check(can_manage_datasets, DATASET_MANAGER_MESSAGE)
 
 
 class CanLabel(BasePermission):
@@ -37,3 +42,17 @@ class CanImportVideos(BasePermission):
 
     def has_permission(self, request, view):
         return can_import_videos(request.user)
+
+
+class HasTeamRole(BasePermission):
+    message = TEAM_ROLE_MESSAGE
+
+    def has_permission(self, request, view):
+        return has_team_role(request.user)
+
+
+class CanManageDatasets(BasePermission):
+    message = DATASET_MANAGER_MESSAGE
+
+    def has_permission(self, request, view):
+        return can_manage_datasets(request.user)

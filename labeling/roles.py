@@ -37,6 +37,10 @@ class RoleFlags:
     def can_review(self) -> bool:
         return not self.names.isdisjoint(REVIEWING_ROLES)
 
+    @property
+    def is_team_member(self) -> bool:
+        return bool(self.names)
+
 
 def can_label(user) -> bool:
     return user_has_role(user, *LABELING_ROLES)
@@ -48,6 +52,16 @@ def can_review(user) -> bool:
 
 def can_write_machine_labels(user) -> bool:
     """Labels with source model/import come from scripts run by admins, not from labelers."""
+    return user_has_role(user, ADMINS)
+
+
+def has_team_role(user) -> bool:
+    """Any of labelers, reviewers or admins (superusers included): may read datasets."""
+    return user_has_role(user, *ALL_ROLES)
+
+
+def can_manage_datasets(user) -> bool:
+    """Admins (superusers included): build, resume and delete dataset versions, clean up."""
     return user_has_role(user, ADMINS)
 
 

@@ -29,8 +29,22 @@ PREFIXES = ("/v1", "/api/v1")
 
 
 @pytest.fixture
-def panel_client(user) -> APIClient:
-    """An API client logged in as a plain labeler (what a script or the panel would be)."""
+def panel_admin(make_user):
+    """Builds, deletes and cleanups need the admins role (``can_manage_datasets``)."""
+    return make_user("panel-admin", group="admins")
+
+
+@pytest.fixture
+def panel_client(panel_admin) -> APIClient:
+    """An API client logged in as an admin (what the ML panel's operator would be)."""
+    client = APIClient()
+    client.force_authenticate(panel_admin)
+    return client
+
+
+@pytest.fixture
+def labeler_panel_client(user) -> APIClient:
+    """An API client logged in as a plain labeler: may read, may not build or delete."""
     client = APIClient()
     client.force_authenticate(user)
     return client
@@ -81,21 +95,34 @@ def embedding_model(registry_file) -> EmbeddingModel:
 
 
 def make_versions(count: int, model: EmbeddingModel, *, status: str = DatasetVersionStatus.READY,
-                  name: str = "bulk") -> list[DatasetVersion]:
-    """Version rows straight into the table (no items), for list and query-count tests."""
+                  name: str = "bulk", age: timedelta | None = None) -> list[DatasetVersion]:
+    """Version rows straight into the table (no items), for list and query-count tests.
+
+    ``age`` moves ``created_at`` back. A ready row is immutable (a database trigger), so
+    aged ready rows are inserted as building, aged, then frozen.
+    """
     dataset, _ = Dataset.objects.get_or_create(name=name)
     start = (DatasetVersion.objects.filter(dataset=dataset).count() or 0) + 1
     ready = status == DatasetVersionStatus.READY
-    return DatasetVersion.objects.bulk_create([
+    insert_status = DatasetVersionStatus.BUILDING if ready and age else status
+    versions = DatasetVersion.objects.bulk_create([
         DatasetVersion(
             dataset=dataset, number=start + index, embedding_model=model, embedding_dimensions=model.dimensions,
-            text_template_version="v1", train_ratio=0.8, val_ratio=0.1, test_ratio=0.1, seed=1, status=status,
+            text_template_version="v1", train_ratio=0.8, val_ratio=0.1, test_ratio=0.1, seed=1, status=insert_status,
             total_records=10 + index, new_embeddings=index, reused_embeddings=1,
+            positives=6 + index, negatives=4, train_count=8 + index, val_count=1, test_count=1,
             frozen_at=timezone.now() if ready else None, content_hash=uuid.uuid4().hex * 2 if ready else "",
             error="embedding API down" if status == DatasetVersionStatus.FAILED else "",
         )
         for index in range(count)
     ])
+    if age:
+        ids = [version.pk for version in versions]
+        DatasetVersion.objects.filter(pk__in=ids).update(created_at=timezone.now() - age)
+        if ready:
+            DatasetVersion.objects.filter(pk__in=ids).update(status=DatasetVersionStatus.READY)
+        versions = list(DatasetVersion.objects.filter(pk__in=ids).order_by("number"))
+    return versions
 
 
 def make_tasks(count: int, *, status: str = DatasetTaskStatus.COMPLETED, age: timedelta = timedelta(0),

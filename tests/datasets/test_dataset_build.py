@@ -160,9 +160,12 @@ def test_build_freezes_a_version_with_counts_labels_and_splits(
         assert item.embedding.dimensions == DIMENSIONS
 
     expected_hash = hashlib.sha256(
-        "".join(
-            f"{item.video.aid}\t{item.embedding.checksum}\t{int(item.label)}\t{item.split}\n"
-            for item in sorted(items, key=lambda item: item.video.aid)
+        (
+            f"{MODEL_KEY}\t{DIMENSIONS}\tv1\n"  # header: model key, dimensions, text template version
+            + "".join(
+                f"{item.video.aid}\t{item.embedding.checksum}\t{int(item.label)}\t{item.split}\n"
+                for item in sorted(items, key=lambda item: item.video.aid)
+            )
         ).encode()
     ).hexdigest()
     assert version.content_hash == expected_hash
@@ -262,23 +265,50 @@ def test_a_second_build_reuses_every_embedding_without_any_request(
     assert second.dataset_version.content_hash == first.dataset_version.content_hash
 
 
-def test_force_regenerate_re_embeds_and_overwrites_in_place(
-    corpus, registry_file, embedding_server, celery_eager, django_capture_on_commit_callbacks
+def test_force_regenerate_overwrites_vectors_no_ready_version_uses_and_keeps_the_others(
+    corpus, registry_file, embedding_server, celery_eager, django_capture_on_commit_callbacks, monkeypatch
 ):
-    aids = aids_of(corpus["positive"])
-    build(django_capture_on_commit_callbacks, aid_list=aids)
+    positive, negative = aids_of(corpus["positive"]), aids_of(corpus["negative"])
+    # v1 freezes the 20 positives. The 10 negatives' vectors are stored by a build that
+    # failed before freezing (no ready version uses them).
+    v1 = build(django_capture_on_commit_callbacks, aid_list=positive).dataset_version
+    loose = services.dataset_version_request(aid_list=negative, embedding_model_key=MODEL_KEY, enqueue=False)
+    services.dataset_version_build(task_id=loose.pk)
+    services.dataset_version_delete(loose.dataset_version_id)
+    assert Embedding.objects.count() == 30 and DatasetVersionItem.objects.count() == 20
+    v1_arrays = dataset_version_arrays(v1.pk)
     before = dict(Embedding.objects.values_list("checksum", "id"))
     Embedding.objects.update(created_at=timezone.now() - timedelta(days=1))
     embedding_server.reset()
+    from tests.support import openai_embedding_server as fake_api
 
-    task = build(django_capture_on_commit_callbacks, aid_list=aids, force_regenerate=True)
+    original = fake_api.deterministic_embedding
+    monkeypatch.setattr(fake_api, "deterministic_embedding", lambda text, dims: -original(text, dims))  # new answers
+
+    task = build(django_capture_on_commit_callbacks, aid_list=positive + negative, force_regenerate=True)
 
     version = task.dataset_version
-    assert version.status == DatasetVersionStatus.READY
-    assert (version.new_embeddings, version.reused_embeddings) == (20, 0)
-    assert sum(embedding_server.batch_sizes) == 20
+    assert version.status == DatasetVersionStatus.READY, task.error
+    assert sum(embedding_server.batch_sizes) == 30  # every text re-embedded...
+    assert (version.new_embeddings, version.reused_embeddings) == (10, 20)  # ...10 overwritten, v1's 20 kept
+    assert task.result["frozen_vectors_kept"] == 20
+    assert "20 vector(s) used by ready versions were kept" in task.message
     assert dict(Embedding.objects.values_list("checksum", "id")) == before  # same rows, nothing stored twice
-    assert not Embedding.objects.filter(created_at__lt=timezone.now() - timedelta(hours=1)).exists()
+    old = Embedding.objects.filter(created_at__lt=timezone.now() - timedelta(hours=1))
+    assert sorted(old.values_list("dataset_items__video__aid", flat=True).distinct()) == sorted(positive)
+    # The frozen v1 is bit for bit what it was.
+    v1.refresh_from_db()
+    after = dataset_version_arrays(v1.pk)
+    np.testing.assert_array_equal(after.X, v1_arrays.X)
+    np.testing.assert_array_equal(after.aids, v1_arrays.aids)
+    assert v1.content_hash == DatasetVersion.objects.get(pk=v1.pk).content_hash
+    # The negatives' vectors (used by no ready version) are the new answers; v1's are kept.
+    by_aid = {video.aid: video for video in corpus["positive"] + corpus["negative"]}
+    rows = dataset_version_arrays(version.pk)
+    for row, aid in enumerate(rows.aids.tolist()):
+        video = by_aid[aid]
+        expected = original(compose_video_text(title=video.title, description=video.description, tags=video.tags), DIMENSIONS)
+        np.testing.assert_array_equal(rows.X[row], -expected if aid in negative else expected)
 
 
 def test_a_failing_api_fails_the_task_keeps_stored_chunks_and_resume_reuses_them(
@@ -319,7 +349,7 @@ def test_a_failing_api_fails_the_task_keeps_stored_chunks_and_resume_reuses_them
     version.refresh_from_db()
 
     assert task.status == DatasetTaskStatus.COMPLETED, task.error
-    assert task.attempts == 2
+    assert task.attempts == 3  # first worker, the resume (fencing), the second worker
     assert task.error == ""
     assert version.status == DatasetVersionStatus.READY
     assert (version.reused_embeddings, version.new_embeddings) == (10, 20)
@@ -633,11 +663,16 @@ def test_storing_a_chunk_another_build_already_stored_keeps_the_first_vectors(re
     checksums = [text_checksum(f"text {index}") for index in range(3)]
     services._stage_prepare()
     first = services._embeddings_store(model.pk, checksums, np.ones((3, DIMENSIONS), dtype=np.float32), overwrite=False)
+    assert (first.inserted, first.written, first.frozen_kept) == (3, 3, 0)
 
     again = services._embeddings_store(model.pk, checksums, np.zeros((3, DIMENSIONS), dtype=np.float32), overwrite=False)
 
-    assert again == first
+    assert again.ids == first.ids
+    assert (again.inserted, again.written) == (0, 0)  # another build stored them first: not counted as new
     assert all(np.array_equal(vector, np.ones(DIMENSIONS)) for vector in Embedding.objects.values_list("vector", flat=True))
-    services._embeddings_store(model.pk, checksums[:1], np.zeros((1, DIMENSIONS), dtype=np.float32), overwrite=True)
-    assert np.array_equal(Embedding.objects.get(pk=first[checksums[0]]).vector, np.zeros(DIMENSIONS))
+    replaced = services._embeddings_store(
+        model.pk, checksums[:1], np.zeros((1, DIMENSIONS), dtype=np.float32), overwrite=True
+    )
+    assert (replaced.inserted, replaced.written, replaced.frozen_kept) == (0, 1, 0)
+    assert np.array_equal(Embedding.objects.get(pk=first.ids[checksums[0]]).vector, np.zeros(DIMENSIONS))
     assert Embedding.objects.count() == 3

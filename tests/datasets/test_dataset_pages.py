@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, DatasetVersionStatus
@@ -24,6 +25,19 @@ from tests.datasets.panel_fixtures import (  # noqa: F401 (fixtures)
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def user(make_user):
+    """These pages build and resume: the logged-in user is an admin (``can_manage_datasets``)."""
+    return make_user("pages-admin", group="admins")
+
+
+@pytest.fixture
+def labeler_client(make_user):
+    client = Client()
+    client.force_login(make_user("pages-labeler", group="labelers"))
+    return client
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 NOTHING = {"datasets": 0, "versions": 0, "tasks": 0}
@@ -80,11 +94,13 @@ def test_index_lists_versions_and_tasks(logged_in_client, ready_version):
 
 def test_index_query_count_does_not_grow_with_rows(logged_in_client, embedding_model):
     versions = make_versions(5, embedding_model)
-    make_tasks(5, status=DatasetTaskStatus.RUNNING, version=versions[0])
+    for version in versions:  # at most one active task per version
+        make_tasks(1, status=DatasetTaskStatus.RUNNING, version=version)
     with CaptureQueriesContext(connection) as few:
         assert logged_in_client.get("/datasets/").status_code == 200
     more = make_versions(40, embedding_model)
-    make_tasks(15, status=DatasetTaskStatus.RUNNING, version=more[0])
+    for version in more[:15]:
+        make_tasks(1, status=DatasetTaskStatus.RUNNING, version=version)
     with CaptureQueriesContext(connection) as many:
         assert logged_in_client.get("/datasets/").status_code == 200
 
@@ -151,7 +167,7 @@ def test_htmx_build_answers_with_a_client_redirect(submit, corpus):
     ({"aid_list": "40000"}, "aid_list", "consensus"),
     ({"mode": "sampling", "limit": "0"}, "limit", "greater than or equal to 1"),
     ({"mode": "sampling", "min_duration": "100", "max_duration": "10"}, "max_duration", "at least the minimum"),
-    ({"mode": "sampling", "title_contains": "no such title"}, None, "No videos match the sampling criteria"),
+    ({"mode": "sampling", "title_contains": "no such title"}, None, "No AIDs found matching the sampling criteria"),
     ({"mode": "unknown"}, "mode", "Select a valid choice"),
 ])
 def test_form_errors_are_shown_and_nothing_is_written(submit, corpus, overrides, field, message):
@@ -327,3 +343,58 @@ def test_stale_task_list_is_not_polled_after_cleanup(logged_in_client, registry_
     make_tasks(1, status=DatasetTaskStatus.FAILED, age=timedelta(days=2))
 
     assert 'hx-trigger="every 2s"' not in logged_in_client.get("/datasets/").content.decode()
+
+
+# --- roles ----------------------------------------------------------------------------
+
+
+def test_pages_need_a_team_role(client, make_user, ready_version):
+    client.force_login(make_user("outsider", group=None))
+    for url in ("/datasets/", "/datasets/models/", f"/datasets/versions/{ready_version.pk}/",
+                f"/datasets/versions/{ready_version.pk}/export/npz"):
+        assert client.get(url).status_code == 403, url
+
+
+def test_a_labeler_reads_but_cannot_build_or_resume(labeler_client, corpus, ready_version, registry_file):
+    page = labeler_client.get("/datasets/").content.decode()
+    assert 'data-testid="build-admins-only"' in page and 'action="/datasets/build"' not in page
+    assert labeler_client.get(f"/datasets/versions/{ready_version.pk}/").status_code == 200
+    assert labeler_client.get(f"/datasets/versions/{ready_version.pk}/export/npz").status_code == 200
+    before = counts()
+
+    build = labeler_client.post("/datasets/build", form_data(aid_list=str(corpus["labeled"][0].aid)))
+    resume = labeler_client.post(f"/datasets/versions/{ready_version.pk}/resume")
+
+    assert build.status_code == 403 and resume.status_code == 403
+    assert counts() == before
+
+
+def test_a_failed_build_offers_resume_to_admins_only(logged_in_client, labeler_client, embedding_model):
+    (version,) = make_versions(1, embedding_model, status=DatasetVersionStatus.FAILED)
+    make_tasks(1, status=DatasetTaskStatus.FAILED, version=version)
+
+    assert "/resume" in logged_in_client.get(f"/datasets/versions/{version.pk}/").content.decode()
+    assert "/resume" not in labeler_client.get(f"/datasets/versions/{version.pk}/").content.decode()
+
+
+# --- bad input, htmx ------------------------------------------------------------------
+
+
+def test_non_ascii_digits_in_the_aid_list_are_a_field_error(submit):
+    response = submit(form_data(aid_list="17², 12345678901234567890123"))
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "Not positive integers: 17²" in page
+    assert counts() == NOTHING
+
+
+def test_a_history_restore_gets_the_full_page_and_responses_vary_on_hx_request(logged_in_client, ready_version):
+    restore = logged_in_client.get(f"/datasets/versions/{ready_version.pk}/progress",
+                                   HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    assert restore.status_code == 302  # to the full page, not a partial swapped in as the body
+
+    partial = logged_in_client.get(f"/datasets/versions/{ready_version.pk}/progress", **HTMX)
+    assert "HX-Request" in partial["Vary"]
+    tasks = logged_in_client.get("/datasets/tasks/", HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    assert tasks.status_code == 302 and "HX-Request" in tasks["Vary"]

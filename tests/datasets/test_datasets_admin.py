@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from datasets.models import DatasetTask, DatasetVersion, Embedding, EmbeddingModel
+from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, DatasetVersionItem, Embedding, EmbeddingModel
 from tests.datasets.panel_fixtures import (  # noqa: F401 (fixtures)
     build,
     corpus,
     embedding_model,
+    make_tasks,
     make_versions,
     ready_version,
 )
@@ -75,19 +78,64 @@ def test_a_ready_version_cannot_be_changed(admin_client_logged_in, ready_version
     assert ready_version.description == "ten labeled videos"
 
 
-def test_a_failed_version_description_can_be_edited(admin_client_logged_in, embedding_model):
+def test_no_version_can_be_changed_not_even_a_failed_one(admin_client_logged_in, embedding_model):
     (version,) = make_versions(1, embedding_model, status="failed")
 
     page = admin_client_logged_in.get(f"/admin/datasets/datasetversion/{version.pk}/change/").content.decode()
-    assert 'name="description"' in page and 'name="_save"' in page
+    assert 'name="_save"' not in page
 
     response = admin_client_logged_in.post(
         f"/admin/datasets/datasetversion/{version.pk}/change/", {"description": "API outage"}
     )
 
-    assert response.status_code == 302
+    assert response.status_code == 403
     version.refresh_from_db()
-    assert version.description == "API outage" and version.status == "failed"
+    assert version.description == "" and version.status == "failed"
+
+
+def test_deleting_a_version_goes_through_the_service(admin_client_logged_in, ready_version):
+    confirm = admin_client_logged_in.get(f"/admin/datasets/datasetversion/{ready_version.pk}/delete/")
+    assert confirm.status_code == 200
+    assert "10" in confirm.content.decode()  # a summary of the cascaded items, not a list of them
+
+    response = admin_client_logged_in.post(f"/admin/datasets/datasetversion/{ready_version.pk}/delete/",
+                                           {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not DatasetVersion.objects.filter(pk=ready_version.pk).exists()
+    assert not DatasetVersionItem.objects.exists()
+    assert Embedding.objects.count() == 10  # vectors are shared and kept
+
+
+def test_deleting_a_version_being_built_is_refused_with_a_message(admin_client_logged_in, embedding_model):
+    (version,) = make_versions(1, embedding_model, status="building")
+    make_tasks(1, status=DatasetTaskStatus.PENDING, version=version)
+
+    response = admin_client_logged_in.post(f"/admin/datasets/datasetversion/{version.pk}/delete/",
+                                           {"post": "yes"}, follow=True)
+
+    assert response.status_code == 200
+    assert "being built" in response.content.decode()
+    assert DatasetVersion.objects.filter(pk=version.pk).exists()
+
+
+def test_bulk_delete_action_is_not_offered_for_versions(admin_client_logged_in, ready_version):
+    page = admin_client_logged_in.get("/admin/datasets/datasetversion/").content.decode()
+    assert "delete_selected" not in page
+
+
+def test_datasets_cannot_be_deleted_in_the_admin(admin_client_logged_in, ready_version):
+    url = f"/admin/datasets/dataset/{ready_version.dataset_id}/delete/"
+    assert admin_client_logged_in.post(url, {"post": "yes"}).status_code == 403
+    assert DatasetVersion.objects.filter(pk=ready_version.pk).exists()
+
+
+def test_changelists_defer_requested_aids(admin_client_logged_in, ready_version):
+    with CaptureQueriesContext(connection) as queries:
+        assert admin_client_logged_in.get("/admin/datasets/datasetversion/").status_code == 200
+        assert admin_client_logged_in.get(f"/admin/datasets/dataset/{ready_version.dataset_id}/change/").status_code == 200
+    version_selects = [q["sql"] for q in queries if 'FROM "datasets_datasetversion"' in q["sql"]]
+    assert version_selects and all('"requested_aids"' not in sql for sql in version_selects)
 
 
 def test_task_filters(admin_client_logged_in, ready_version):

@@ -104,6 +104,12 @@ def test_add_as_default_then_set_default_and_remove(registry):
     (["remove", "no-such-model"], "unknown embedding model"),
     (["set-default", "no-such-model"], "unknown embedding model"),
     (["remove", "local-default"], "cannot remove the default model"),
+    (["add", "--key", "leaky", "--name", "x", "--type", "openai-compatible", "--dimensions", "8",
+      "--api-endpoint", "https://api.example.com/v1?key=sk-secret", "--max-tokens", "10", "--max-batch-size", "2"],
+     "api_endpoint: must not contain a query string"),
+    (["add", "--key", "huge", "--name", "x", "--type", "openai-compatible", "--dimensions", "16001",
+      "--api-endpoint", "https://api.example.com/v1", "--max-tokens", "10", "--max-batch-size", "2"],
+     "dimensions: must be at most 16000"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_input_is_a_command_error_and_leaves_the_file_unchanged(registry, args, message):

@@ -312,3 +312,45 @@ def test_validate_model_fields_returns_a_spec_with_defaults() -> None:
     assert spec.timeout_seconds == 5.0
     assert spec.send_dimensions is False
     assert spec.is_remote
+
+
+
+# --- limits and secrets in api_endpoint ---------------------------------------------
+
+
+@pytest.mark.parametrize(("overrides", "field", "fragment"), [
+    ({"dimensions": 16001}, "dimensions", "at most 16000"),
+    ({"api_endpoint": "https://api.example.com/" + "v" * 480}, "api_endpoint", "at most 500 characters"),
+    ({"api_endpoint": "https://user:sk-secret@api.example.com/v1"}, "api_endpoint", "username or password"),
+    ({"api_endpoint": "https://sk-secret@api.example.com/v1"}, "api_endpoint", "username or password"),
+    ({"api_endpoint": "https://api.example.com/v1?api_key=sk-secret"}, "api_endpoint", "query string"),
+    ({"api_endpoint": "https://api.example.com/v1?"}, "api_endpoint", "query string"),
+])
+def test_limits_and_credentials_in_the_url_are_refused_naming_the_field(overrides, field, fragment):
+    with pytest.raises(EmbeddingRegistryError) as raised:
+        validate_model_fields({**REMOTE_FIELDS, **overrides})
+
+    message = str(raised.value)
+    assert f"models.openai-small.{field}: " in message and fragment in message
+    assert "sk-secret" not in message  # the refusal never echoes the secret
+    if field == "api_endpoint" and "at most" not in fragment:
+        assert "api_key_env" in message
+
+
+def test_the_largest_allowed_values_are_accepted():
+    spec = validate_model_fields({**REMOTE_FIELDS, "dimensions": 16000,
+                                  "api_endpoint": "https://api.example.com/" + "v" * (500 - 24)})
+    assert spec.dimensions == 16000 and len(spec.api_endpoint) == 500
+
+
+def test_api_key_is_set_reads_the_env_var_without_exposing_it(monkeypatch):
+    spec = validate_model_fields(REMOTE_FIELDS)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert spec.api_key_is_set is False
+    monkeypatch.setenv("OPENAI_API_KEY", "   ")
+    assert spec.api_key_is_set is False
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-1")
+    assert spec.api_key_is_set is True
+    local = validate_model_fields({"key": "local", "name": "e5", "dimensions": 384, "type": "local",
+                                   "max_tokens": 512, "max_batch_size": 8})
+    assert local.api_key_is_set is None

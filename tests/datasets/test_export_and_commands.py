@@ -154,6 +154,20 @@ def test_build_dataset_command_reports_bad_input(videos, registry_file, tmp_path
 # --- deletion and cleanup -------------------------------------------------------------
 
 
+def age_versions(queryset, created_at) -> None:
+    """Move ``created_at`` back, ready versions included: the database refuses any UPDATE
+    of a ready version (trigger ``dataset_version_ready_immutable``), so the test turns
+    the trigger off for this one statement (inside the test's transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no pending (deferred FK) events: ALTER TABLE may run
+        cursor.execute("ALTER TABLE datasets_datasetversion DISABLE TRIGGER dataset_version_ready_immutable")
+        try:
+            queryset.update(created_at=created_at)
+        finally:
+            cursor.execute("ALTER TABLE datasets_datasetversion ENABLE TRIGGER dataset_version_ready_immutable")
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
 def test_delete_removes_the_version_and_its_items_but_keeps_embeddings(ready_version):
     task = DatasetTask.objects.get(dataset_version=ready_version)
 
@@ -201,7 +215,7 @@ def test_versions_cleanup_removes_old_failed_builds_and_keeps_ready_ones(ready_v
     DatasetTask.objects.filter(pk=recent_failed.pk).update(status=DatasetTaskStatus.FAILED)
     DatasetVersion.objects.filter(pk=recent_failed.dataset_version_id).update(status=DatasetVersionStatus.FAILED)
     long_ago = timezone.now() - timedelta(days=40)
-    DatasetVersion.objects.exclude(pk=recent_failed.dataset_version_id).update(created_at=long_ago)
+    age_versions(DatasetVersion.objects.exclude(pk=recent_failed.dataset_version_id), long_ago)
 
     assert services.dataset_versions_cleanup(max_age_days=30) == {"removed": 1, "kept_in_use": 0}
     assert set(DatasetVersion.objects.values_list("pk", flat=True)) == {

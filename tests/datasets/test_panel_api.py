@@ -18,6 +18,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from datasets.models import (
     DatasetTask,
@@ -36,7 +37,9 @@ from tests.datasets.panel_fixtures import (  # noqa: F401 (fixtures)
     counts,
     embedding_model,
     make_tasks,
+    labeler_panel_client,
     make_versions,
+    panel_admin,
     panel_client,
     ready_version,
 )
@@ -126,11 +129,11 @@ def test_session_with_json_body_needs_no_csrf_token(user, corpus, content_type):
     assert response.json()["sampled_count"] == 10
 
 
-def test_session_delete_with_json_content_type_needs_no_csrf_token(user, embedding_model):
+def test_session_delete_with_json_content_type_needs_no_csrf_token(panel_admin, embedding_model):
     """The panel's delete button: DELETE with only ``Content-Type: application/json``."""
     (version,) = make_versions(1, embedding_model)
     browser = Client(enforce_csrf_checks=True)
-    browser.force_login(user)
+    browser.force_login(panel_admin)
 
     assert_refused(browser.delete(f"/v1/dataset/{version.pk}"), 403, "CSRF")  # no JSON content type
     # fetch() sends the header on a bodyless DELETE too (Django's test client drops it without data).
@@ -141,10 +144,10 @@ def test_session_delete_with_json_content_type_needs_no_csrf_token(user, embeddi
 
 
 @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"])
-def test_session_with_a_cross_site_content_type_still_needs_csrf(user, content_type):
+def test_session_with_a_cross_site_content_type_still_needs_csrf(panel_admin, content_type):
     old = make_tasks(2, age=timedelta(days=3))
     browser = Client(enforce_csrf_checks=True)
-    browser.force_login(user)
+    browser.force_login(panel_admin)
 
     if content_type == "multipart/form-data":
         response = browser.post("/v1/tasks/cleanup", {"max_age_hours": "1"})
@@ -155,10 +158,10 @@ def test_session_with_a_cross_site_content_type_still_needs_csrf(user, content_t
     assert DatasetTask.objects.filter(pk__in=[task.pk for task in old]).count() == 2
 
 
-def test_session_form_post_with_a_csrf_token_is_accepted(user):
+def test_session_form_post_with_a_csrf_token_is_accepted(panel_admin):
     make_tasks(1, age=timedelta(days=3))
     browser = Client(enforce_csrf_checks=True)
-    browser.force_login(user)
+    browser.force_login(panel_admin)
     browser.get("/datasets/")  # sets the CSRF cookie
     token = browser.cookies["csrftoken"].value
 
@@ -276,8 +279,8 @@ def test_dataset_list_has_the_panel_fields(panel_client, prefix, ready_version):
 
 
 def test_dataset_list_is_newest_first_without_failed_or_building_versions(panel_client, embedding_model):
-    older, newer = make_versions(2, embedding_model)
-    DatasetVersion.objects.filter(pk=older.pk).update(created_at=newer.created_at - timedelta(hours=1))
+    (older,) = make_versions(1, embedding_model, age=timedelta(hours=1))
+    (newer,) = make_versions(1, embedding_model)
     make_versions(1, embedding_model, status=DatasetVersionStatus.FAILED, name="failed")
     make_versions(1, embedding_model, status=DatasetVersionStatus.BUILDING, name="building")
 
@@ -691,11 +694,9 @@ def test_dataset_statistics_when_empty(panel_client):
 
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_dataset_cleanup_removes_old_failed_versions_and_keeps_ready_ones(panel_client, prefix, embedding_model):
-    old_failed = make_versions(2, embedding_model, status=DatasetVersionStatus.FAILED, name="failed")
-    old_ready = make_versions(1, embedding_model)
+    make_versions(2, embedding_model, status=DatasetVersionStatus.FAILED, name="failed", age=timedelta(days=40))
+    old_ready = make_versions(1, embedding_model, age=timedelta(days=40))
     recent_failed = make_versions(1, embedding_model, status=DatasetVersionStatus.FAILED, name="recent")
-    DatasetVersion.objects.filter(pk__in=[v.pk for v in old_failed + old_ready]).update(
-        created_at=old_ready[0].created_at - timedelta(days=40))
 
     response = post(panel_client, f"{prefix}/datasets/cleanup", {"max_age_days": 30})
 
@@ -771,3 +772,104 @@ def test_schema_is_served_to_a_logged_in_client(panel_client):
 
     assert response.status_code == 200
     assert "/api/v1/dataset/create-with-sampling" in response.json()["paths"]
+
+
+# --- roles ------------------------------------------------------------------------
+
+
+def test_a_labeler_is_refused_every_destructive_endpoint_and_nothing_changes(labeler_panel_client, ready_version,
+                                                                           corpus):
+    old_task = make_tasks(1, age=timedelta(days=3))[0]
+    old_failed = make_versions(1, ready_version.embedding_model, status=DatasetVersionStatus.FAILED, name="old",
+                               age=timedelta(days=90))[0]
+    before = counts()
+    client = labeler_panel_client
+    requests = [
+        post(client, "/v1/dataset/build", {"aid_list": [corpus["labeled"][0].aid], "embedding_model": MODEL_KEY}),
+        post(client, "/v1/dataset/create-with-sampling", {"sampling": {"strategy": "all"},
+                                                          "embedding_model": MODEL_KEY}),
+        client.delete(f"/v1/dataset/{ready_version.pk}", format="json"),
+        post(client, "/v1/tasks/cleanup", {"max_age_hours": 0}),
+        post(client, "/v1/datasets/cleanup", {"max_age_days": 0, "include_ready": True}),
+    ]
+
+    for response in requests:
+        assert_refused(response, 403, "Only admins")
+    assert counts() == before
+    assert DatasetVersion.objects.filter(pk__in=[ready_version.pk, old_failed.pk]).count() == 2
+    assert DatasetTask.objects.filter(pk=old_task.pk).exists()
+
+
+def test_a_labeler_may_read(labeler_panel_client, ready_version, corpus, registry_file):
+    client = labeler_panel_client
+    for url in ("/v1/datasets", f"/v1/dataset/{ready_version.pk}", "/v1/tasks", "/v1/datasets/stats",
+                "/v1/models/embedding"):
+        assert client.get(url).status_code == 200, url
+    assert post(client, "/v1/dataset/sample", {"strategy": "all"}).status_code == 200
+
+
+def test_a_user_without_a_team_role_may_not_read(make_user, ready_version):
+    client = APIClient()
+    client.force_authenticate(make_user("outsider", group=None))
+
+    assert_refused(client.get("/v1/datasets"), 403, "labelers, reviewers and admins")
+    assert_refused(post(client, "/v1/dataset/sample", {"strategy": "all"}), 403)
+
+
+def test_an_admin_may_clean_up_and_delete(panel_client, embedding_model):
+    (version,) = make_versions(1, embedding_model)
+    make_tasks(1, age=timedelta(days=3))
+
+    assert post(panel_client, "/v1/tasks/cleanup", {"max_age_hours": 1}).json()["cleaned_count"] == 1
+    assert panel_client.delete(f"/v1/dataset/{version.pk}", format="json").status_code == 200
+    assert not DatasetVersion.objects.exists()
+
+
+# --- bad input is a 400, never a 500 --------------------------------------------------
+
+
+@pytest.mark.parametrize("url,body,field", [
+    ("/v1/tasks/cleanup", {"max_age_hours": 1e12}, "max_age_hours"),
+    ("/v1/datasets/cleanup", {"max_age_days": 1e12}, "max_age_days"),
+    ("/v1/datasets/cleanup?max_age_days=1e300", {}, "max_age_days"),
+])
+def test_huge_cleanup_ages_are_400(panel_client, embedding_model, url, body, field):
+    make_tasks(1, age=timedelta(days=3))
+    make_versions(1, embedding_model, status=DatasetVersionStatus.FAILED, age=timedelta(days=90))
+    before = counts()
+
+    assert_refused(post(panel_client, url, body), 400, field)
+    assert counts() == before
+
+
+@pytest.mark.parametrize("limit", ["1000001", "99999999999999999999999", "1.5", "1e3"])
+def test_task_list_limit_out_of_range_or_not_an_integer_is_400(panel_client, limit):
+    assert_refused(panel_client.get(f"/v1/tasks?limit={limit}"), 400, "limit")
+
+
+def test_task_list_limit_at_the_maximum_is_fine(panel_client):
+    assert panel_client.get("/v1/tasks?limit=1000000").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["title_contains", "tags_contains", "published_after"])
+def test_nul_in_a_metadata_filter_is_400_naming_it(panel_client, corpus, name):
+    response = post(panel_client, "/v1/dataset/sample",
+                    {"strategy": "all", "metadata_filter": {name: "ab\u0000c"}})
+
+    assert_refused(response, 400, f"metadata_filter.{name}", "NUL")
+
+
+def test_sample_all_ignores_limit(panel_client, corpus):
+    body = post(panel_client, "/v1/dataset/sample", {"strategy": "all", "limit": 3}).json()
+
+    assert body["sampled_count"] == 10 and body["filters_applied"]["limit"] is None
+
+
+def test_a_version_too_large_to_inline_is_refused_with_where_to_get_it(panel_client, ready_version, monkeypatch):
+    monkeypatch.setattr("datasets.api_panel.PANEL_MAX_INLINE_RECORDS", 5)
+
+    response = panel_client.get(f"/v1/dataset/{ready_version.pk}")
+
+    detail = assert_refused(response, 413, "too large to inline (10 records)",
+                            f"/datasets/versions/{ready_version.pk}/", "Parquet/NPZ")
+    assert "dataset" not in response.json() and detail

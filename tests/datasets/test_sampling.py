@@ -138,6 +138,10 @@ def test_metadata_filters(corpus):
         ({"strategy": "all", "metadata_filter": {"min_duration": -1}}, "metadata_filter.min_duration", "non-negative"),
         ({"strategy": "all", "metadata_filter": {"title_contains": ""}}, "metadata_filter.title_contains", "non-empty"),
         ({"strategy": "all", "metadata_filter": ["min_duration"]}, "metadata_filter", "must be an object"),
+        ({"strategy": "all", "metadata_filter": {"title_contains": "a\u0000b"}}, "metadata_filter.title_contains",
+         "NUL"),
+        ({"strategy": "all", "metadata_filter": {"published_before": "2024-01-01\x00"}},
+         "metadata_filter.published_before", "NUL"),
     ],
 )
 def test_bad_sampling_input_names_the_field(corpus, kwargs, field, fragment):

@@ -99,38 +99,40 @@ class Command(BaseCommand):
             model_key = options["model"] or services.embedding_registry().default_key
         except EmbeddingRegistryError as error:
             raise CommandError(str(error)) from None
+        build_kwargs = {
+            "embedding_model_key": model_key,
+            "description": options["description"],
+            "split_ratios": _ratios(options["split"]),
+            "seed": options["seed"],
+            "force_regenerate": options["force_regenerate"],
+            "include_inconsistent": options["include_inconsistent"],
+            "dataset_name": options["dataset"],
+            "enqueue": not options["sync"],
+        }
         try:
             if options["aids_file"]:
                 aids = _read_aids(options["aids_file"])
-                selection = {"strategy": "aid_list", "source": str(options["aids_file"])}
+                task = services.dataset_version_request(
+                    aid_list=aids,
+                    selection={"strategy": "aid_list", "source": str(options["aids_file"])},
+                    **build_kwargs,
+                )
             else:
                 label_value = None if options["label_value"] is None else options["label_value"] == "true"
-                sample = selectors.sampling_select(
-                    strategy=options["strategy"],
-                    limit=options["limit"],
-                    label_value=label_value,
-                    metadata_filter=self._metadata_filter(options["filter"]),
-                    seed=options["sample_seed"],
+                task, sample = services.dataset_version_request_from_sampling(
+                    sampling={
+                        "strategy": options["strategy"],
+                        "limit": options["limit"],
+                        "label_value": label_value,
+                        "metadata_filter": self._metadata_filter(options["filter"]),
+                        "seed": options["sample_seed"],
+                    },
+                    **build_kwargs,
                 )
+                aids = sample.aid_list
                 self.stdout.write(
                     f"Sampled {sample.sampled_count} of {sample.total_available} videos ({options['strategy']})"
                 )
-                if not sample.aid_list:
-                    raise CommandError("No AIDs found matching the sampling criteria")
-                aids = sample.aid_list
-                selection = sample.selection()
-            task = services.dataset_version_request(
-                aid_list=aids,
-                embedding_model_key=model_key,
-                description=options["description"],
-                split_ratios=_ratios(options["split"]),
-                seed=options["seed"],
-                force_regenerate=options["force_regenerate"],
-                include_inconsistent=options["include_inconsistent"],
-                dataset_name=options["dataset"],
-                selection=selection,
-                enqueue=not options["sync"],
-            )
         except ValidationError as error:
             raise CommandError(_validation_message(error)) from None
 

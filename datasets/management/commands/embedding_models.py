@@ -7,7 +7,6 @@ stops with a ``CommandError`` and the file is left exactly as it was.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from django.conf import settings
@@ -90,8 +89,7 @@ class Command(BaseCommand):
         rows = [("", "key", "name", "type", "dims", "max tokens", "batch", "endpoint", "api key env")]
         for spec in registry:
             if spec.api_key_env:
-                is_set = bool(os.environ.get(spec.api_key_env, "").strip())
-                key_state = f"{spec.api_key_env} ({'set' if is_set else 'NOT SET'})"
+                key_state = f"{spec.api_key_env} ({'set' if spec.api_key_is_set else 'NOT SET'})"
             else:
                 key_state = "-"
             rows.append((
