@@ -16,6 +16,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from datasets import services
+from datasets.services import build as build_job
+from datasets.services import embedding_store
 from datasets.models import (
     Dataset,
     DatasetTask,
@@ -316,7 +318,7 @@ def test_a_failing_api_fails_the_task_keeps_stored_chunks_and_resume_reuses_them
 ):
     # 30 texts in chunks of 10, requests of 5 texts: chunk 1 = requests 1-2 succeed,
     # then the API fails for good (max_retries = 0 in the test registry).
-    monkeypatch.setattr(services, "EMBED_CHUNK_TEXTS", 10)
+    monkeypatch.setattr(embedding_store, "EMBED_CHUNK_TEXTS", 10)
     registry_file.write_text(registry_file.read_text().replace("max_batch_size = 16", "max_batch_size = 5")
                              .replace("concurrency = 4", "concurrency = 1"))
     answered = {"count": 0}
@@ -556,8 +558,8 @@ def test_round_trips_do_not_grow_with_the_number_of_videos(
 ):
     """Chunk sizes stated here: 2048 texts per embedding chunk (one COPY + one upsert),
     20,000 checksums per lookup; so both N = 50 and N = 2000 are one chunk of each."""
-    monkeypatch.setattr(services, "EMBED_CHUNK_TEXTS", 2048)
-    monkeypatch.setattr(services, "LOOKUP_CHUNK_CHECKSUMS", 20_000)
+    monkeypatch.setattr(embedding_store, "EMBED_CHUNK_TEXTS", 2048)
+    monkeypatch.setattr(embedding_store, "LOOKUP_CHUNK_CHECKSUMS", 20_000)
     registry_file.write_text(registry_file.read_text().replace("max_batch_size = 16", "max_batch_size = 256"))
 
     def counted_build(count: int, start_aid: int) -> list[str]:
@@ -604,7 +606,7 @@ def test_warm_rebuild_round_trips_do_not_grow_either(labelers, registry_file, em
 def flaky_loader(monkeypatch, failures: int) -> list:
     from django.db import OperationalError
 
-    real = services._load_videos
+    real = build_job._load_videos
     calls = []
 
     def load(aids):
@@ -613,7 +615,7 @@ def flaky_loader(monkeypatch, failures: int) -> list:
             raise OperationalError("server closed the connection unexpectedly")
         return real(aids)
 
-    monkeypatch.setattr(services, "_load_videos", load)
+    monkeypatch.setattr(build_job, "_load_videos", load)
     return calls
 
 
@@ -661,16 +663,16 @@ def test_the_celery_task_gives_up_after_its_retries_and_fails_the_task(
 def test_storing_a_chunk_another_build_already_stored_keeps_the_first_vectors(registry_file):
     model = services.embedding_models_sync()[MODEL_KEY]
     checksums = [text_checksum(f"text {index}") for index in range(3)]
-    services._stage_prepare()
-    first = services._embeddings_store(model.pk, checksums, np.ones((3, DIMENSIONS), dtype=np.float32), overwrite=False)
+    embedding_store._stage_prepare()
+    first = embedding_store._embeddings_store(model.pk, checksums, np.ones((3, DIMENSIONS), dtype=np.float32), overwrite=False)
     assert (first.inserted, first.written, first.frozen_kept) == (3, 3, 0)
 
-    again = services._embeddings_store(model.pk, checksums, np.zeros((3, DIMENSIONS), dtype=np.float32), overwrite=False)
+    again = embedding_store._embeddings_store(model.pk, checksums, np.zeros((3, DIMENSIONS), dtype=np.float32), overwrite=False)
 
     assert again.ids == first.ids
     assert (again.inserted, again.written) == (0, 0)  # another build stored them first: not counted as new
     assert all(np.array_equal(vector, np.ones(DIMENSIONS)) for vector in Embedding.objects.values_list("vector", flat=True))
-    replaced = services._embeddings_store(
+    replaced = embedding_store._embeddings_store(
         model.pk, checksums[:1], np.zeros((1, DIMENSIONS), dtype=np.float32), overwrite=True
     )
     assert (replaced.inserted, replaced.written, replaced.frozen_kept) == (0, 1, 0)

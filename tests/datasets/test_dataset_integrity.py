@@ -17,6 +17,8 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from datasets import services
+from datasets.services import build as build_job
+from datasets.services import embedding_models, job_lifecycle
 from datasets.models import (
     DatasetTask,
     DatasetTaskStatus,
@@ -68,7 +70,7 @@ def test_a_key_with_stored_vectors_keeps_its_name_type_and_dimensions(videos, re
     spec = services.embedding_registry().get(MODEL_KEY)
     for change in [{"name": "another-model"}, {"dimensions": 16}, {"type": "local"}]:
         with pytest.raises(ValidationError) as raised:
-            services._embedding_models_upsert([dataclasses.replace(spec, **change)])
+            embedding_models._embedding_models_upsert([dataclasses.replace(spec, **change)])
         message = " ".join(raised.value.message_dict["embedding_model"])
         assert f"embedding model '{MODEL_KEY}' already has stored vectors for name/type/dimensions" in message
         assert "add the changed model under a new key" in message.lower()
@@ -159,14 +161,14 @@ timeout_seconds = 5
 
 def test_vectors_another_build_stored_meanwhile_count_as_reused(videos, registry_file, embedding_server, monkeypatch):
     built(videos)
-    real = services._existing_embeddings
+    real = build_job._existing_embeddings
     calls = {"n": 0}
 
     def nothing_yet_on_the_first_lookup(*args):
         calls["n"] += 1
         return {} if calls["n"] == 1 else real(*args)  # as if another build stored them right after the lookup
 
-    monkeypatch.setattr(services, "_existing_embeddings", nothing_yet_on_the_first_lookup)
+    monkeypatch.setattr(build_job, "_existing_embeddings", nothing_yet_on_the_first_lookup)
 
     version = built(videos).dataset_version
 
@@ -227,7 +229,7 @@ def test_a_worker_that_fails_after_being_swept_does_not_overwrite_the_sweepers_v
         assert services.dataset_task_mark_stale() == 1
         raise ValueError("boom")
 
-    monkeypatch.setattr(services, "_load_videos", swept_then_broken)
+    monkeypatch.setattr(build_job, "_load_videos", swept_then_broken)
 
     result = services.dataset_version_build(task_id=task.pk)
 
@@ -242,7 +244,7 @@ def test_resume_and_cancel_bump_the_fencing_token(videos, registry_file):
     resumed = services.dataset_task_resume(task.pk, enqueue=False)
     assert resumed.attempts == 2 and resumed.status == DatasetTaskStatus.PENDING
     # A worker still holding attempt 1 can write nothing, even once the task runs again.
-    old = services._BuildProgress(task.pk, 1, None)
+    old = job_lifecycle._BuildProgress(task.pk, 1, None)
     DatasetTask.objects.filter(pk=task.pk).update(status=DatasetTaskStatus.RUNNING)
     with pytest.raises(services.BuildAborted):
         old.write()

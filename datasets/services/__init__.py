@@ -1,0 +1,68 @@
+"""Writes of the datasets app: embedding-model sync, dataset builds, cleanup, export.
+
+The build pipeline is described in ``datasets.services.build``; callers use the names
+re-exported here (``from datasets import services``).
+"""
+
+from datasets.services.build import TRANSIENT_DATABASE_ERRORS, dataset_version_build
+from datasets.services.build_requests import (
+    DEFAULT_DATASET_NAME,
+    DEFAULT_SPLIT_RATIOS,
+    MAX_ERROR_AIDS_LISTED,
+    dataset_task_cancel,
+    dataset_task_resume,
+    dataset_version_request,
+    dataset_version_request_from_sampling,
+)
+from datasets.services.cleanup import dataset_tasks_cleanup, dataset_version_delete, dataset_versions_cleanup
+from datasets.services.embedding_models import embedding_models_sync, embedding_registry
+from datasets.services.embedding_store import EMBED_CHUNK_TEXTS, LOCAL_EMBED_CHUNK_TEXTS, LOOKUP_CHUNK_CHECKSUMS
+from datasets.services.export import EXPORT_FORMATS, dataset_version_export
+from datasets.services.job_lifecycle import (
+    BUILD_STEPS,
+    DEFAULT_STALE_AFTER_SECONDS,
+    HEARTBEAT_INTERVAL_SECONDS,
+    PENDING_NEVER_STARTED_MARGIN,
+    PROGRESS_MIN_INTERVAL_SECONDS,
+    STEP_NAMES,
+    BuildAborted,
+    BuildFailed,
+    dataset_task_fail,
+    dataset_task_mark_stale,
+    pending_stale_after,
+    stale_after,
+)
+
+__all__ = [
+    "BUILD_STEPS",
+    "DEFAULT_DATASET_NAME",
+    "DEFAULT_SPLIT_RATIOS",
+    "DEFAULT_STALE_AFTER_SECONDS",
+    "EMBED_CHUNK_TEXTS",
+    "EXPORT_FORMATS",
+    "HEARTBEAT_INTERVAL_SECONDS",
+    "LOCAL_EMBED_CHUNK_TEXTS",
+    "LOOKUP_CHUNK_CHECKSUMS",
+    "MAX_ERROR_AIDS_LISTED",
+    "PENDING_NEVER_STARTED_MARGIN",
+    "PROGRESS_MIN_INTERVAL_SECONDS",
+    "STEP_NAMES",
+    "TRANSIENT_DATABASE_ERRORS",
+    "BuildAborted",
+    "BuildFailed",
+    "dataset_task_cancel",
+    "dataset_task_fail",
+    "dataset_task_mark_stale",
+    "dataset_task_resume",
+    "dataset_tasks_cleanup",
+    "dataset_version_build",
+    "dataset_version_delete",
+    "dataset_version_export",
+    "dataset_version_request",
+    "dataset_version_request_from_sampling",
+    "dataset_versions_cleanup",
+    "embedding_models_sync",
+    "embedding_registry",
+    "pending_stale_after",
+    "stale_after",
+]
