@@ -318,6 +318,27 @@ def _wait_while_rejecting(pgdata: Path, timeout: float) -> int:
     return ready
 
 
+def _stop_orphaned_postmasters(pgdata: Path) -> None:
+    """Stop servers still running for a data dir that was deleted under them.
+
+    Such a postmaster notices within a minute that its lock file is gone and, on its way
+    out, unlinks the socket at the same path, which by then is the new server's.
+    """
+    target = str(pgdata)
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"/postgres") and b"-D" in argv:
+            data_dir_arg = argv[argv.index(b"-D") + 1] if argv.index(b"-D") + 1 < len(argv) else b""
+            if data_dir_arg.decode(errors="replace") == target:
+                try:
+                    os.kill(int(proc.name), signal.SIGQUIT)  # immediate: its files are gone anyway
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
 def _clear_stale_lock_files(pgdata: Path) -> None:
     """Remove postmaster.pid (and the socket lock) when its pid now belongs to another process.
 
@@ -349,6 +370,7 @@ def _postgres_start(base: Path | None = None) -> ServiceStatus:
     if user:
         _make_accessible_to(pgdata, user)
     if not (pgdata / "PG_VERSION").exists():
+        _stop_orphaned_postmasters(pgdata)
         _run(
             [
                 str(_pg_bin("initdb")),

@@ -280,3 +280,23 @@ def test_redis_pid_file_naming_another_process_is_ignored(short_data_dir):
 
 def test_remove_data_is_gone():
     assert not hasattr(es, "remove_data")
+
+
+def test_a_server_orphaned_by_deleting_its_data_dir_is_stopped_before_a_fresh_start(short_data_dir):
+    es.postgres_start(short_data_dir)
+    orphan = int((es.postgres_dir(short_data_dir) / "postmaster.pid").read_text().split()[0])
+    shutil.rmtree(es.postgres_dir(short_data_dir))
+
+    assert es.postgres_start(short_data_dir).running
+
+    def exited(pid: int) -> bool:  # gone, or a zombie nobody has reaped yet
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except FileNotFoundError:
+            return True
+
+    deadline = time.monotonic() + 10
+    while not exited(orphan) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert exited(orphan)
+    assert (es.postgres_dir(short_data_dir) / ".s.PGSQL.5432").is_socket()
