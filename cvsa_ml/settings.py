@@ -162,6 +162,9 @@ LOGGING = {
     "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpx2", "httpcore", "openai")},
 }
 
+# A running data job whose heartbeat is older than this is marked failed by the sweeper.
+CVSA_DATASET_TASK_STALE_SECONDS = env_int("CVSA_DATASET_TASK_STALE_SECONDS", 300)
+
 CVSA_EMBEDDING_MODELS_FILE = Path(os.environ.get("CVSA_EMBEDDING_MODELS_FILE") or BASE_DIR / "embedding_models.toml")
 
 if not DEBUG:

@@ -20,7 +20,6 @@ from datasets.services.embedding_store import EMBED_CHUNK_TEXTS, LOCAL_EMBED_CHU
 from datasets.services.export import EXPORT_FORMATS, dataset_version_export
 from datasets.services.job_lifecycle import (
     BUILD_STEPS,
-    DEFAULT_STALE_AFTER_SECONDS,
     HEARTBEAT_INTERVAL_SECONDS,
     PENDING_NEVER_STARTED_MARGIN,
     PROGRESS_MIN_INTERVAL_SECONDS,
@@ -37,7 +36,6 @@ __all__ = [
     "BUILD_STEPS",
     "DEFAULT_DATASET_NAME",
     "DEFAULT_SPLIT_RATIOS",
-    "DEFAULT_STALE_AFTER_SECONDS",
     "EMBED_CHUNK_TEXTS",
     "EXPORT_FORMATS",
     "HEARTBEAT_INTERVAL_SECONDS",

@@ -26,8 +26,6 @@ logger = logging.getLogger(__name__)
 PROGRESS_MIN_INTERVAL_SECONDS = 0.5
 #: While waiting on a slow embedding call, write a heartbeat at least this often.
 HEARTBEAT_INTERVAL_SECONDS = 30.0
-#: A running task whose heartbeat is older than this counts as lost (settings override).
-DEFAULT_STALE_AFTER_SECONDS = 300
 
 
 BUILD_STEPS: tuple[tuple[str, float, float], ...] = (
@@ -43,7 +41,7 @@ STEP_NAMES = tuple(name for name, _, _ in BUILD_STEPS)
 
 
 def stale_after() -> timedelta:
-    return timedelta(seconds=getattr(settings, "CVSA_DATASET_TASK_STALE_SECONDS", DEFAULT_STALE_AFTER_SECONDS))
+    return timedelta(seconds=settings.CVSA_DATASET_TASK_STALE_SECONDS)
 
 
 class BuildAborted(Exception):
