@@ -74,19 +74,8 @@ class _BuildProgress:
         fraction = self.done / self.total if self.total else 0.0
         return round(start + (end - start) * min(1.0, fraction), 2)
 
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "current_step": self.step_name,
-            "total_steps": len(BUILD_STEPS),
-            "completed_steps": self.step_index,
-            "percentage": self.percentage,
-            "done": self.done,
-            "total": self.total,
-            "message": self.message,
-            "estimated_time_remaining": self.eta_seconds,
-        }
-
     def fields(self) -> dict[str, Any]:
+        """The progress columns of the ``DatasetTask`` row."""
         return {
             "current_step": self.step_name,
             "total_steps": len(BUILD_STEPS),
@@ -97,6 +86,12 @@ class _BuildProgress:
             "message": self.message,
             "eta_seconds": self.eta_seconds,
         }
+
+    def snapshot(self) -> dict[str, Any]:
+        """The same, named as ``GET /tasks/{id}`` reports progress."""
+        fields = self.fields()
+        fields["estimated_time_remaining"] = fields.pop("eta_seconds")
+        return fields
 
     def step(self, name: str, *, total: int = 0, message: str = "", write: bool = True) -> None:
         self.step_index = STEP_NAMES.index(name)
