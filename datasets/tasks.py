@@ -17,13 +17,11 @@ DB_RETRY_DELAYS_SECONDS = (10, 60, 300)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=len(DB_RETRY_DELAYS_SECONDS))
-def build_dataset_version(self, task_id: str) -> dict:
+def build_dataset_version(self, task_id: str, claim_attempt: int | None = None) -> dict:
     """Build the dataset version of ``DatasetTask`` ``task_id`` (idempotent)."""
     try:
         task = services.dataset_version_build(
-            task_id=task_id,
-            celery_task_id=self.request.id,
-            is_retry=bool(self.request.retries),
+            task_id=task_id, celery_task_id=self.request.id, claim_attempt=claim_attempt
         )
     except services.TRANSIENT_DATABASE_ERRORS as error:
         if self.request.retries >= self.max_retries:
@@ -32,7 +30,8 @@ def build_dataset_version(self, task_id: str) -> dict:
             )
             raise
         delay = DB_RETRY_DELAYS_SECONDS[min(self.request.retries, len(DB_RETRY_DELAYS_SECONDS) - 1)]
-        raise self.retry(exc=error, countdown=delay) from error
+        retry_kwargs = {"task_id": task_id, "claim_attempt": getattr(error, "claim_attempt", None)}
+        raise self.retry(exc=error, countdown=delay, kwargs=retry_kwargs) from error
     return {
         "task_id": str(task.pk),
         "status": task.status,

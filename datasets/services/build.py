@@ -88,7 +88,7 @@ def dataset_version_build(
     task_id: uuid.UUID | str,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     celery_task_id: str | None = None,
-    is_retry: bool = False,
+    claim_attempt: int | None = None,
 ) -> DatasetTask:
     """The build job (idempotent). Returns the task row as it ends up.
 
@@ -97,9 +97,12 @@ def dataset_version_build(
     the message in ``error``; they are not raised. Transient database errors are
     raised (the Celery task retries them) after releasing the claim when possible.
     ``on_progress`` receives every progress snapshot (for a CLI progress bar).
+    ``claim_attempt`` is set by a Celery retry: the attempt that hit the transient error,
+    which the retry may take over even when the release could not reach the database.
+    The raised error carries it as ``claim_attempt``.
     """
     task_uuid = _as_uuid(task_id, "task_id")
-    if not _task_claim(task_uuid, celery_task_id=celery_task_id, is_retry=is_retry):
+    if not _task_claim(task_uuid, celery_task_id=celery_task_id, claim_attempt=claim_attempt):
         task = DatasetTask.objects.get(pk=task_uuid)
         logger.info("dataset task %s not claimed (status %s): nothing to do", task_uuid, task.status)
         return task
@@ -114,8 +117,9 @@ def dataset_version_build(
         _build(task, task.dataset_version, progress)
     except BuildAborted as aborted:
         logger.warning("dataset build %s stopped: %s", task_uuid, aborted)
-    except TRANSIENT_DATABASE_ERRORS:
+    except TRANSIENT_DATABASE_ERRORS as error:
         _task_release_after_transient_error(task_uuid, progress.attempt)
+        error.claim_attempt = progress.attempt
         raise
     except ValidationError as error:  # e.g. the registry changed a model's identity
         _task_fail(task, progress, "; ".join(error.messages))

@@ -132,15 +132,19 @@ class _BuildProgress:
             self.on_progress(self.snapshot())
 
 
-def _task_claim(task_id: uuid.UUID, *, celery_task_id: str | None, is_retry: bool) -> bool:
+def _task_claim(task_id: uuid.UUID, *, celery_task_id: str | None, claim_attempt: int | None) -> bool:
     """Atomically take the task: pending, or running with a stale heartbeat (worker
-    lost), or running under this very Celery task id when Celery retries it."""
+    lost), or, for a Celery retry, still running as the very attempt that failed.
+
+    Matching the attempt (not just the Celery id) means a copy of the retry message that
+    Redis redelivers later cannot take over the run the first copy started.
+    """
     now = timezone.now()
     claimable = Q(status=DatasetTaskStatus.PENDING) | Q(
         Q(heartbeat_at__lt=now - stale_after()) | Q(heartbeat_at__isnull=True), status=DatasetTaskStatus.RUNNING
     )
-    if is_retry and celery_task_id:
-        claimable |= Q(status=DatasetTaskStatus.RUNNING, celery_task_id=celery_task_id)
+    if claim_attempt is not None and celery_task_id:
+        claimable |= Q(status=DatasetTaskStatus.RUNNING, celery_task_id=celery_task_id, attempts=claim_attempt)
     first_step = STEP_NAMES[0]
     updates: dict[str, Any] = {
         "status": DatasetTaskStatus.RUNNING,

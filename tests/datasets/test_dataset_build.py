@@ -639,6 +639,36 @@ def test_the_celery_task_retries_transient_database_errors(
     assert task.celery_task_id == "celery-id-1"
 
 
+def test_the_retry_takes_over_even_when_the_release_could_not_reach_the_database(
+    corpus, registry_file, embedding_server, celery_eager, monkeypatch
+):
+    from datasets.tasks import build_dataset_version
+
+    task = pending_build(corpus)
+    flaky_loader(monkeypatch, failures=1)
+    # The release is skipped, as when the database is still down: the task stays "running" as attempt 1.
+    monkeypatch.setattr(build_job, "_task_release_after_transient_error", lambda task_id, attempt: None)
+
+    result = build_dataset_version.apply(args=[str(task.pk)], task_id="celery-id-2", throw=False)
+
+    task.refresh_from_db()
+    assert result.successful() and task.status == DatasetTaskStatus.COMPLETED, task.error
+    assert task.attempts == 2
+
+
+def test_a_redelivered_retry_message_does_not_take_over_a_live_run(corpus, registry_file):
+    from django.utils import timezone
+
+    task = pending_build(corpus)
+    DatasetTask.objects.filter(pk=task.pk).update(
+        status=DatasetTaskStatus.RUNNING, attempts=2, celery_task_id="celery-id-3", heartbeat_at=timezone.now()
+    )
+
+    returned = services.dataset_version_build(task_id=task.pk, celery_task_id="celery-id-3", claim_attempt=1)
+
+    assert (returned.status, returned.attempts) == (DatasetTaskStatus.RUNNING, 2)
+
+
 def test_the_celery_task_gives_up_after_its_retries_and_fails_the_task(
     corpus, registry_file, embedding_server, celery_eager, monkeypatch
 ):
