@@ -48,6 +48,10 @@ class EmbeddingProvider(ABC):
     def _embed(self, texts: list[str]) -> np.ndarray:
         """Embed a non-empty list of non-empty strings."""
 
+    def cancel(self) -> None:
+        """Stop the work of calls in progress that has not started yet (queued batches,
+        retries); requests already sent finish. The provider must not be used afterwards."""
+
     def close(self) -> None:
         """Release connections; the provider must not be used afterwards."""
 

@@ -72,8 +72,17 @@ class OpenAICompatibleProvider(EmbeddingProvider):
         self._client: openai.OpenAI | None = None
         self._client_lock = threading.Lock()
         self._api_key: str | None = None
+        # Each call's cancel event, so cancel() can stop calls running in other threads.
+        self._call_events: set[threading.Event] = set()
+        self._cancel_requested = False
 
     # --- public ------------------------------------------------------------
+
+    def cancel(self) -> None:
+        with self._client_lock:
+            self._cancel_requested = True
+            for event in self._call_events:
+                event.set()
 
     def close(self) -> None:
         with self._client_lock:
@@ -88,7 +97,25 @@ class OpenAICompatibleProvider(EmbeddingProvider):
         batches = split_into_batches(texts, self.spec.max_batch_size)
         result = np.empty((len(texts), self.spec.dimensions), dtype=np.float32)
         cancelled = threading.Event()
+        with self._client_lock:
+            if self._cancel_requested:
+                raise self._error("cancelled before it started", attempts=0)
+            self._call_events.add(cancelled)
+        try:
+            return self._embed_batches(client, batches, result, cancelled)
+        except _Cancelled:
+            raise self._error("cancelled", attempts=0) from None
+        finally:
+            with self._client_lock:
+                self._call_events.discard(cancelled)
 
+    def _embed_batches(
+        self,
+        client: openai.OpenAI,
+        batches: list[tuple[int, list[str]]],
+        result: np.ndarray,
+        cancelled: threading.Event,
+    ) -> np.ndarray:
         def run_batch(start: int, batch: list[str]) -> None:
             # Each batch owns a disjoint slice of `result`: no locking needed.
             result[start : start + len(batch)] = self._embed_batch_with_retries(

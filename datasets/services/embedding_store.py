@@ -76,7 +76,11 @@ def _generate_embeddings(
             stored += len(chunk)
             progress.advance(stored, message=f"Generated {stored}/{len(missing)} embeddings")
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        # On the way out after an error: the chunk being embedded stops sending requests
+        # (queued batches and retries are cancelled), and its client is closed only once
+        # that call has returned.
+        provider.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
         provider.close()
 
 

@@ -283,3 +283,29 @@ def test_local_provider_separates_related_from_unrelated_chinese(local_provider:
     )
 
     assert float(song @ other_song) > float(song @ cooking)
+
+
+def test_cancel_stops_a_call_in_progress_from_sending_more_requests(server: OpenAIEmbeddingServer) -> None:
+    import threading
+
+    server.latency_seconds = 0.3
+    provider = remote_provider(server, max_batch_size=1, concurrency=1)
+    errors: list[EmbeddingProviderError] = []
+
+    def embed() -> None:
+        try:
+            provider.embed([f"text {n}" for n in range(20)])
+        except EmbeddingProviderError as error:  # the cancelled call ends with an error, not vectors
+            errors.append(error)
+
+    worker = threading.Thread(target=embed)
+    worker.start()
+    time.sleep(0.45)
+    provider.cancel()
+    worker.join(timeout=5)
+
+    assert not worker.is_alive()
+    assert errors and "cancelled" in str(errors[0])
+    assert len(server.requests) <= 3  # the one in flight finished; the other 17+ were never sent
+    with pytest.raises(EmbeddingProviderError, match="cancelled before it started"):
+        provider.embed(["after cancel"])
