@@ -47,7 +47,7 @@ def _next_card(request, mode: str):
 
 
 def _bad_request(form) -> HttpResponseBadRequest:
-    errors = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in form.errors.items())
+    errors = "; ".join(f"{field}: {' '.join(field_errors)}" for field, field_errors in form.errors.items())
     return HttpResponseBadRequest(errors)
 
 
