@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from datasets.models import (
@@ -25,7 +25,7 @@ from datasets.models import (
 )
 from datasets.selectors import SamplingResult, _as_uuid, sampling_select
 from datasets.services.embedding_models import _embedding_models_upsert, _spec_for_key
-from datasets.services.job_lifecycle import BUILD_STEPS
+from datasets.services.job_lifecycle import BUILD_STEPS, task_mark_failed
 from datasets.text_composition import TEXT_TEMPLATE_VERSION
 from labeling.models import Video, VideoConsensus
 
@@ -220,12 +220,7 @@ def _enqueue_build(task_id: uuid.UUID, celery_task_id: str) -> None:
             raise
         logger.exception("could not queue dataset build %s", task_id)
         message = f"could not queue the build (broker unavailable: {error}); resume the task when it is back"
-        DatasetTask.objects.filter(pk=task_id, status=DatasetTaskStatus.PENDING).update(
-            status=DatasetTaskStatus.FAILED, error=message, message=f"Task failed: {message}", completed_at=timezone.now()
-        )
-        DatasetVersion.objects.filter(tasks__pk=task_id, status=DatasetVersionStatus.BUILDING).update(
-            status=DatasetVersionStatus.FAILED, error=message
-        )
+        task_mark_failed(task_id, message, Q(status=DatasetTaskStatus.PENDING))
 
 
 def dataset_task_resume(task_id: uuid.UUID | str, *, enqueue: bool = True) -> DatasetTask:

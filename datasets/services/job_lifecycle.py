@@ -169,33 +169,43 @@ def _task_claim(task_id: uuid.UUID, *, celery_task_id: str | None, claim_attempt
     )
 
 
+def task_mark_failed(task_id: uuid.UUID, message: str, only_if: Q, *, heartbeat: bool = False) -> bool:
+    """Mark the task failed with ``message`` (when it still matches ``only_if``) and its
+    version too while that is building. Returns whether the task was marked."""
+    now = timezone.now()
+    updates: dict[str, Any] = {
+        "status": DatasetTaskStatus.FAILED,
+        "error": message,
+        "message": f"Task failed: {message}",
+        "completed_at": now,
+        "eta_seconds": None,
+    }
+    if heartbeat:
+        updates["heartbeat_at"] = now
+    if not DatasetTask.objects.filter(only_if, pk=task_id).update(**updates):
+        return False
+    DatasetVersion.objects.filter(tasks__pk=task_id, status=DatasetVersionStatus.BUILDING).update(
+        status=DatasetVersionStatus.FAILED, error=message
+    )
+    return True
+
+
 def _task_fail(task: DatasetTask, progress: _BuildProgress, reason: str) -> None:
     stored = progress.snapshot()
     message = f"{progress.step_name}: {reason}"
     if progress.step_name == "generating_embeddings" and stored["done"]:
         message += f" ({stored['done']} new embedding(s) stored before the failure are kept; resume to continue)"
-    now = timezone.now()
     try:
         with transaction.atomic():
-            updated = DatasetTask.objects.filter(
-                pk=task.pk, status=DatasetTaskStatus.RUNNING, attempts=progress.attempt
-            ).update(
-                status=DatasetTaskStatus.FAILED,
-                error=message,
-                message=f"Task failed: {message}",
-                completed_at=now,
-                heartbeat_at=now,
-                eta_seconds=None,
+            updated = task_mark_failed(
+                task.pk, message, Q(status=DatasetTaskStatus.RUNNING, attempts=progress.attempt), heartbeat=True
             )
-            if not updated:  # cancelled, swept or taken over meanwhile: not ours to fail
-                logger.warning("dataset build %s failed after losing its claim: %s", task.pk, message)
-                return
-            if task.dataset_version_id:
-                DatasetVersion.objects.filter(
-                    pk=task.dataset_version_id, status=DatasetVersionStatus.BUILDING
-                ).update(status=DatasetVersionStatus.FAILED, error=message)
     except DatabaseError:
         logger.exception("could not mark dataset task %s failed (%s)", task.pk, message)
+        return
+    if not updated:  # cancelled, swept or taken over meanwhile: not ours to fail
+        logger.warning("dataset build %s failed after losing its claim: %s", task.pk, message)
+        return
     logger.warning("dataset build %s failed: %s", task.pk, message)
 
 
@@ -206,23 +216,11 @@ def dataset_task_fail(task_id: uuid.UUID | str, reason: str) -> bool:
     retry on database errors): returns False when the database cannot be reached.
     """
     task_uuid = _as_uuid(task_id, "task_id")
-    now = timezone.now()
     try:
         with transaction.atomic():
-            updated = DatasetTask.objects.filter(
-                pk=task_uuid, status__in=[DatasetTaskStatus.PENDING, DatasetTaskStatus.RUNNING]
-            ).update(
-                status=DatasetTaskStatus.FAILED,
-                error=reason,
-                message=f"Task failed: {reason}",
-                completed_at=now,
-                eta_seconds=None,
+            return task_mark_failed(
+                task_uuid, reason, Q(status__in=[DatasetTaskStatus.PENDING, DatasetTaskStatus.RUNNING])
             )
-            if updated:
-                DatasetVersion.objects.filter(tasks__pk=task_uuid, status=DatasetVersionStatus.BUILDING).update(
-                    status=DatasetVersionStatus.FAILED, error=reason
-                )
-        return bool(updated)
     except DatabaseError:
         logger.exception("could not mark dataset task %s failed (%s)", task_uuid, reason)
         return False
