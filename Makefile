@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test stop status lint browser bench clean-data
+.PHONY: run dev test stop status lint browser bench clean-data
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-## run: venv, install, embedded PostgreSQL+Redis, migrate, bootstrap, demo data, web + worker
+## run: venv, install, embedded PostgreSQL+Redis, migrate, bootstrap, demo data, static files,
+##      then the production set-up: gunicorn + WhiteNoise with DEBUG off, and a worker restarted if it dies
 run: $(STAMP)
 	$(BIN)/python manage.py serve
+
+## dev: the same set-up with Django's autoreloading development server and DEBUG on
+dev: $(STAMP)
+	$(BIN)/python manage.py serve --dev
 
 ## test: the same set-up, the import-layer contract, then the whole pytest suite
 test: $(STAMP) browser
@@ -36,14 +41,18 @@ browser:
 		echo "Chromium is missing: browser tests will be SKIPPED. Install it with: sudo apt-get install -y chromium"; \
 	fi
 
+## stop: end the embedded PostgreSQL and Redis (data is kept)
 stop: $(STAMP)
 	$(BIN)/python manage.py services stop
 
+## status: are the embedded servers running?
 status: $(STAMP)
 	$(BIN)/python manage.py services status
 
+## lint: the import-layer contract
 lint: $(STAMP)
 	$(BIN)/lint-imports
 
+## clean-data: stop the embedded servers and delete the data directory .data/
 clean-data: stop
 	rm -rf .data

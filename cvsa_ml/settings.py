@@ -11,14 +11,16 @@ import dj_database_url
 from kombu import Queue
 
 from cvsa_ml import embedded_services
-from cvsa_ml.env import env_bool, env_int, env_list, secret_key
+from cvsa_ml.env import allowed_hosts, env_bool, env_int, env_list, secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = embedded_services.data_dir()
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = secret_key(os.environ, debug=DEBUG, data_dir=DATA_DIR)
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+# Production by default (`make run`); `make dev` sets DEBUG=1 for the development server.
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = secret_key(os.environ, data_dir=DATA_DIR)
+# Loopback names plus the host `manage.py serve` binds (CVSA_ADDRPORT), unless set.
+ALLOWED_HOSTS = allowed_hosts(os.environ)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
@@ -32,8 +34,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
+    "core",
     "labeling",
     "datasets",
     "experiments",
@@ -43,6 +47,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Right after security: static files are answered before sessions or the database are touched.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -98,27 +104,53 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Production: content-hashed, pre-compressed copies that WhiteNoise lets browsers cache
+    # for a year; they exist only after `collectstatic` (which `manage.py serve` runs at
+    # start). DEBUG (and the test settings) use the source files as they are.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+# Files WhiteNoise serves at the site root (/favicon.ico), outside STATIC_URL.
+WHITENOISE_ROOT = BASE_DIR / "webroot"
 MEDIA_ROOT = DATA_DIR / "media"
 MEDIA_URL = "media/"
 
+# The API's shared mechanism lives in core.api (parsing, bounds, errors, CSRF rule, schema).
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "core.api.authentication.SameOriginSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "cvsa_ml.api_errors.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # JSON in and out; endpoints that take a file add the multipart parser themselves.
+    "DEFAULT_PARSER_CLASSES": ["core.api.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "core.api.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "core.api.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "core.api.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# Request bodies above this many bytes are refused with 413 (file uploads stream to disk instead).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "CVSA ML API",
-    "DESCRIPTION": "Labeling, embeddings, datasets and experiments of the CVSA video archive.",
+    "DESCRIPTION": "Labeling, embeddings, datasets and experiments of the CVSA video archive. Every error is "
+                   'JSON `{"detail": "..."}`; lists are paginated with a maximum page size.',
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI from the installed package (drf-spectacular-sidecar), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # core.api.path_params.PositiveBigIntConverter: an id that fits PostgreSQL's bigint.
+    "PATH_CONVERTER_OVERRIDES": {"bigint": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
 }
 
 # --- Celery -----------------------------------------------------------------
@@ -146,10 +178,16 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Job rows carry heartbeats (DESIGN §6), so a redelivery after this timeout is detected.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-# The sweeper fails jobs whose worker died (their heartbeat stopped): DESIGN §6.
-CELERY_BEAT_SCHEDULE = {
-    "sweep-stale-dataset-tasks": {"task": "datasets.tasks.sweep_stale_dataset_tasks", "schedule": 60.0},
-}
+# No beat needed: every worker runs the sweeper (jobs whose worker died) on a timer,
+# one sweep at a time across workers (a PostgreSQL advisory lock): cvsa_ml.celery.
+CVSA_SWEEP_INTERVAL_SECONDS = env_int("CVSA_SWEEP_INTERVAL_SECONDS", 60)
+# A job whose worker died is taken over (resumed from what it stored) until this many
+# workers have started it; then it is failed and waits for a manual resume.
+CVSA_JOB_MAX_ATTEMPTS = env_int("CVSA_JOB_MAX_ATTEMPTS", 3)
+if CVSA_JOB_MAX_ATTEMPTS < 1 or CVSA_SWEEP_INTERVAL_SECONDS < 1:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("CVSA_JOB_MAX_ATTEMPTS and CVSA_SWEEP_INTERVAL_SECONDS must be at least 1")
 CELERY_TASK_EAGER_PROPAGATES = True
 
 LOGGING = {
@@ -167,6 +205,13 @@ CVSA_DATASET_TASK_STALE_SECONDS = env_int("CVSA_DATASET_TASK_STALE_SECONDS", 300
 
 CVSA_EMBEDDING_MODELS_FILE = Path(os.environ.get("CVSA_EMBEDDING_MODELS_FILE") or BASE_DIR / "embedding_models.toml")
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+# CVSA_HTTPS=1 says the deployment is reached over HTTPS through a proxy that sets
+# X-Forwarded-Proto: secure cookies, HSTS, and the proxy's scheme trusted. Off by default,
+# because DEBUG is off on plain http://127.0.0.1 too, where secure cookies break the login.
+CVSA_HTTPS = env_bool("CVSA_HTTPS", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", CVSA_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", CVSA_HTTPS)
+if CVSA_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)

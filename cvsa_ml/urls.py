@@ -1,16 +1,17 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from core.api.error_views import api_not_found
 from cvsa_ml import api, views
-from datasets.api_urls import alias_urlpatterns as panel_alias_urlpatterns
-from datasets.api_urls import without_schema
+from datasets.api.urls import alias_urlpatterns as panel_alias_urlpatterns
+from datasets.api.urls import without_schema
 
 api_v1 = [
     path("health", api.HealthApi.as_view(), name="health"),
     path("", include("labeling.api_urls")),
-    path("", include("datasets.api_urls")),
+    path("", include("datasets.api.urls")),
 ]
 
 # The old ML panel client's default base URL: health and the panel contract again.
@@ -30,4 +31,12 @@ urlpatterns = [
     path("v1/", include((panel_v1, "panel"), namespace="panel-v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Last: any other path under an API prefix is a JSON 404, never an HTML page or a redirect.
+    re_path(r"^(?:api|v1)/", api_not_found, name="api-not-found"),
 ]
+
+# Errors raised outside DRF views: JSON under /api/ and /v1/, the HTML templates elsewhere.
+handler400 = "core.api.error_views.bad_request"
+handler403 = "core.api.error_views.permission_denied"
+handler404 = "core.api.error_views.page_not_found"
+handler500 = "core.api.error_views.server_error"

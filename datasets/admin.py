@@ -2,45 +2,70 @@
 
 Embedding models mirror ``embedding_models.toml`` (edit the file, or use
 ``manage.py embedding_models``); vectors, frozen versions and job rows are written
-by the build services only, so they are read-only here.
+by the build services only, so they are read-only here. Lists fit a 1366 px screen
+(long names cut, counts combined into one column); JSON fields read as lists.
 """
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from datasets import services
 from datasets.models import Dataset, DatasetTask, DatasetVersion, DatasetVersionItem, Embedding, EmbeddingModel
 from labeling.admin import ReadOnlyAdminMixin
+from labeling.admin_display import readable_json, titled_filter, truncated
+
+# requested_aids can hold a whole corpus: pages show this many, then a count.
+REQUESTED_AIDS_SHOWN = 50
+
+
+def _is_changelist(request) -> bool:
+    match = request.resolver_match
+    return match is not None and (match.url_name or "").endswith("_changelist")
 
 
 @admin.register(EmbeddingModel)
 class EmbeddingModelAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["key", "name", "provider_type", "dimensions", "api_endpoint", "max_tokens", "max_batch_size",
-                    "api_key_env", "updated_at"]
-    list_filter = ["provider_type", "dimensions"]
-    search_fields = ["key", "name"]
+    list_display = ["key", "short_name", "provider_type", "dimensions", "endpoint", "updated_at"]
+    list_filter = [("provider_type", titled_filter("provider")), ("dimensions", titled_filter("dimensions"))]
+    search_fields = ["key", "name", "api_endpoint"]
+    fieldsets = [
+        (None, {"fields": ["key", "name", "provider_type", "dimensions"]}),
+        ("Provider", {"fields": ["api_endpoint", "api_key_env", "max_tokens", "max_batch_size"]}),
+        ("Mirrored from embedding_models.toml", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    @admin.display(description="model name", ordering="name")
+    def short_name(self, model):
+        return truncated(model.name, 40)
+
+    @admin.display(description="endpoint", ordering="api_endpoint")
+    def endpoint(self, model):
+        return truncated(model.api_endpoint, 40) or "—"
 
 
 @admin.register(Embedding)
 class EmbeddingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # Never the vector column in the list: thousands of floats per row.
-    list_display = ["id", "model", "checksum", "dimensions", "created_at"]
+    list_display = ["id", "model", "short_checksum", "dimensions", "created_at"]
     list_select_related = ["model"]
-    list_filter = ["model"]
+    list_filter = [("model", titled_filter("embedding model"))]
     search_fields = ["=checksum"]
+    search_help_text = "The full sha256 checksum of a composed text."
     fields = ["model", "checksum", "dimensions", "vector_preview", "created_at"]
     readonly_fields = fields
     show_full_result_count = False
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        match = request.resolver_match
-        if match is not None and (match.url_name or "").endswith("_changelist"):
-            queryset = queryset.defer("vector")
-        return queryset
+        return queryset.defer("vector") if _is_changelist(request) else queryset
+
+    @admin.display(description="checksum", ordering="checksum")
+    def short_checksum(self, embedding):
+        return format_html('<code title="{}">{}…</code>', embedding.checksum, embedding.checksum[:16])
 
     @admin.display(description="vector (first 8 values)")
     def vector_preview(self, embedding):
@@ -50,6 +75,7 @@ class EmbeddingAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 class DatasetVersionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = DatasetVersion
+    verbose_name_plural = "versions (newest first)"
     fields = ["number", "status", "embedding_model", "total_records", "created_at"]
     readonly_fields = fields
     ordering = ["-number"]
@@ -57,7 +83,7 @@ class DatasetVersionInline(ReadOnlyAdminMixin, admin.TabularInline):
     show_change_link = True
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("embedding_model").defer("requested_aids")
+        return super().get_queryset(request).select_related("dataset", "embedding_model").defer("requested_aids")
 
 
 @admin.register(Dataset)
@@ -65,14 +91,29 @@ class DatasetAdmin(admin.ModelAdmin):
     """Name and description are editable; deleting a dataset would cascade to its
     frozen versions, so it is disabled (delete versions one by one instead)."""
 
-    list_display = ["name", "description", "created_by", "created_at"]
+    list_display = ["short_name", "short_description", "version_count", "created_by", "created_at"]
     list_select_related = ["created_by"]
     search_fields = ["name", "description"]
     readonly_fields = ["created_by", "created_at", "updated_at"]
     inlines = [DatasetVersionInline]
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(version_count=Count("versions"))
+
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="name", ordering="name")
+    def short_name(self, dataset):
+        return truncated(dataset.name, 50)
+
+    @admin.display(description="description")
+    def short_description(self, dataset):
+        return truncated(dataset.description, 60)
+
+    @admin.display(description="versions", ordering="version_count")
+    def version_count(self, dataset):
+        return dataset.version_count
 
 
 @admin.register(DatasetVersion)
@@ -82,21 +123,19 @@ class DatasetVersionAdmin(admin.ModelAdmin):
     Deleting goes through ``services.dataset_version_delete``, which refuses a version
     being built or still in use (the refusal is shown as a message)."""
 
-    list_display = ["__str__", "status", "embedding_model", "total_records", "positives", "negatives",
-                    "train_count", "val_count", "test_count", "new_embeddings", "reused_embeddings", "created_at"]
+    list_display = ["version", "status", "embedding_model", "records", "splits", "embeddings", "created_at"]
     list_select_related = ["dataset", "embedding_model"]
-    list_filter = ["status", "embedding_model", "created_at"]
+    list_filter = [("status", titled_filter("status")), ("embedding_model", titled_filter("embedding model")),
+                   ("dataset", titled_filter("dataset")), ("created_at", titled_filter("built"))]
     search_fields = ["=id", "dataset__name", "description"]
+    search_help_text = "A version id (uuid), or words of the dataset name or description."
     date_hierarchy = "created_at"
     fieldsets = [
         (None, {"fields": ["id", "dataset", "number", "description", "status", "error", "page_link"]}),
-        ("Build request", {"fields": ["embedding_model", "embedding_dimensions", "selection", "requested_aids",
-                                      "text_template_version", "train_ratio", "val_ratio", "test_ratio", "seed",
-                                      "force_regenerate", "include_inconsistent", "created_by"]}),
-        ("Counts", {"fields": ["total_records", "positives", "negatives", "train_count", "val_count", "test_count",
-                               "split_counts", "new_embeddings", "reused_embeddings", "inconsistent_excluded",
-                               "inconsistent_included", "unlabeled_excluded", "empty_text_excluded",
-                               "missing_excluded"]}),
+        ("Counts", {"fields": ["records", "split_table", "embeddings", "excluded"]}),
+        ("Build request", {"fields": ["embedding_model", "embedding_dimensions", "selection_readable",
+                                      "requested_aids_readable", "text_template_version", "split_ratios_readable",
+                                      "seed", "force_regenerate", "include_inconsistent", "created_by"]}),
         ("Frozen", {"fields": ["content_hash", "created_at", "frozen_at"]}),
     ]
     readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"]]
@@ -104,10 +143,7 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
-        match = request.resolver_match
-        if match is not None and (match.url_name or "").endswith("_changelist"):
-            queryset = queryset.defer("requested_aids")  # the detail page shows it
-        return queryset
+        return queryset.defer("requested_aids") if _is_changelist(request) else queryset  # the detail page shows it
 
     def has_add_permission(self, request):
         return False
@@ -148,18 +184,116 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
+    # --- list columns
+
+    @admin.display(description="version", ordering="dataset__name")
+    def version(self, version):
+        return format_html("{} v{}", truncated(version.dataset.name, 40), version.number)
+
+    @admin.display(description="records (yes/no)", ordering="total_records")
+    def records(self, version):
+        return f"{version.total_records} ({version.positives}/{version.negatives})"
+
+    @admin.display(description="train/val/test")
+    def splits(self, version):
+        return f"{version.train_count}/{version.val_count}/{version.test_count}"
+
+    @admin.display(description="embeddings new/reused")
+    def embeddings(self, version):
+        return f"{version.new_embeddings}/{version.reused_embeddings}"
+
+    # --- change view
+
     @admin.display(description="page")
     def page_link(self, version):
         url = reverse("datasets:version-detail", args=[version.pk])
         return format_html('<a href="{}">open the version page</a>', url)
 
+    @admin.display(description="splits")
+    def split_table(self, version):
+        rows = [(name, counts.get("total", 0), counts.get("positives", 0), counts.get("negatives", 0))
+                for name, counts in (version.split_counts or {}).items() if isinstance(counts, dict)]
+        if not rows:
+            return self.splits(version)
+        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
+        return format_html(
+            "<table><thead><tr><th>split</th><th>records</th><th>yes</th><th>no</th></tr></thead>"
+            "<tbody>{}</tbody></table>", body,
+        )
+
+    @admin.display(description="excluded")
+    def excluded(self, version):
+        reasons = [
+            (version.unlabeled_excluded, "unlabeled"),
+            (version.inconsistent_excluded, "inconsistent"),
+            (version.empty_text_excluded, "empty text"),
+            (version.missing_excluded, "no longer in the corpus"),
+        ]
+        shown = ", ".join(f"{count} {reason}" for count, reason in reasons if count)
+        included = f"; {version.inconsistent_included} inconsistent included" if version.inconsistent_included else ""
+        return (shown or "none") + included
+
+    @admin.display(description="selection")
+    def selection_readable(self, version):
+        return readable_json(version.selection)
+
+    @admin.display(description="requested aids")
+    def requested_aids_readable(self, version):
+        aids = version.requested_aids or []
+        shown = ", ".join(f"av{aid}" for aid in aids[:REQUESTED_AIDS_SHOWN])
+        more = f" … and {len(aids) - REQUESTED_AIDS_SHOWN} more" if len(aids) > REQUESTED_AIDS_SHOWN else ""
+        return f"{len(aids)}: {shown}{more}" if aids else "—"
+
+    @admin.display(description="split ratios (train/val/test)")
+    def split_ratios_readable(self, version):
+        return f"{version.train_ratio:g} / {version.val_ratio:g} / {version.test_ratio:g}"
+
 
 @admin.register(DatasetTask)
 class DatasetTaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "type", "status", "current_step", "percentage", "dataset_version", "attempts",
-                    "created_at", "started_at", "completed_at"]
+    list_display = ["short_id", "type", "status", "progress", "version_link", "attempts", "created_at", "completed_at"]
     list_select_related = ["dataset_version__dataset"]
-    list_filter = ["status", "type", "created_at"]
+    list_filter = [("status", titled_filter("status")), ("type", titled_filter("type")),
+                   ("created_at", titled_filter("created"))]
     search_fields = ["=id", "=celery_task_id"]
+    search_help_text = "A task id (uuid) or a Celery task id."
     date_hierarchy = "created_at"
     show_full_result_count = False
+    fieldsets = [
+        (None, {"fields": ["id", "type", "status", "version_link", "created_by", "error"]}),
+        ("Progress", {"fields": ["progress", "message", "eta_seconds", "done", "total", "completed_steps",
+                                 "total_steps"]}),
+        ("Request and result", {"fields": ["params_readable", "result_readable"]}),
+        ("Worker", {"fields": ["worker", "celery_task_id", "attempts", "worker_starts", "heartbeat_at",
+                               "created_at", "started_at", "completed_at"]}),
+    ]
+    readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"]]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("dataset_version__dataset").defer(
+            "dataset_version__requested_aids"
+        )
+
+    @admin.display(description="task", ordering="id")
+    def short_id(self, task):
+        return format_html('<code title="{}">{}…</code>', task.pk, str(task.pk)[:8])
+
+    @admin.display(description="progress", ordering="percentage")
+    def progress(self, task):
+        return f"{task.current_step} · {task.percentage:.0f}%"
+
+    @admin.display(description="dataset version")
+    def version_link(self, task):
+        version = task.dataset_version
+        if version is None:
+            return "—"
+        url = reverse("admin:datasets_datasetversion_change", args=[version.pk])
+        return format_html('<a href="{}">{} v{}</a>', url, truncated(version.dataset.name, 40), version.number)
+
+    @admin.display(description="request")
+    def params_readable(self, task):
+        return readable_json(task.params)
+
+    @admin.display(description="result")
+    def result_readable(self, task):
+        return readable_json(task.result)

@@ -72,8 +72,8 @@ class Embedding(models.Model):
         USING hnsw ((vector::vector(384)) vector_cosine_ops) WHERE model_id = 3;
 
     and queries must repeat the cast and the predicate (``ORDER BY vector::vector(384)
-    <=> %s WHERE model_id = 3``). pgvector 0.6.2 (the embedded server) indexes at most
-    2,000 dimensions; with pgvector >= 0.7 larger models can be indexed through
+    <=> %s WHERE model_id = 3``). pgvector indexes at most 2,000 dimensions as
+    ``vector``; larger models (embedded pgvector 0.8.5, or any >= 0.7) are indexed through
     ``(vector::halfvec(3072))`` (4,000 dimensions max).
     """
 
@@ -306,8 +306,10 @@ class DatasetTask(models.Model):
     """A background job on data, as the ML panel's ``/tasks`` sees it.
 
     The id is the client's ``task_id``. Progress fields are written by the job
-    (throttled) together with ``heartbeat_at``; a running task whose heartbeat stops
-    is marked failed by the sweeper (``services.dataset_task_mark_stale``).
+    (throttled) together with ``heartbeat_at``; a running task whose worker died is
+    taken over (by the redelivered message, or re-queued by the sweeper,
+    ``services.dataset_task_mark_stale``) until ``worker_starts`` reaches
+    ``CVSA_JOB_MAX_ATTEMPTS``, then marked failed.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -342,6 +344,14 @@ class DatasetTask(models.Model):
     )
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life: a worker's progress write, or when it was (re)queued"
+    )
+    worker_starts = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Workers that started this run since it was queued or resumed: a job whose worker died is "
+        "taken over while this is below CVSA_JOB_MAX_ATTEMPTS, then failed",
+    )
+    worker = models.CharField(
+        max_length=255, blank=True, help_text="host:pid of the process running the current attempt"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -27,7 +27,7 @@ from datasets.models import (
     DatasetVersionItem,
     DatasetVersionStatus,
     Embedding,
-    Split,
+    SPLIT_CODES,
 )
 from labeling.models import Video, VideoConsensus
 
@@ -221,6 +221,89 @@ def _largest_remainder(total: int, weights: dict[Any, float], capacity: dict[Any
     return quotas
 
 
+#: The FROM clause every read of "videos with their consensus" shares (aliases v and c).
+VIDEO_CONSENSUS_FROM = (
+    f"{Video._meta.db_table} v JOIN {VideoConsensus._meta.db_table} c ON c.video_id = v.id"
+)
+
+
+def build_eligibility_condition(include_inconsistent: bool) -> str:
+    """SQL on ``c`` (the consensus): the videos a build keeps. A build needs a consensus
+    label, and drops videos whose labelers disagree unless ``include_inconsistent``
+    (a tie has no label, so it never qualifies)."""
+    return "c.value IS NOT NULL" if include_inconsistent else "c.value IS NOT NULL AND NOT c.is_inconsistent"
+
+
+def _strategy_condition(strategy: str) -> str:
+    if strategy == "labeled":
+        return "(c.positive_votes + c.negative_votes > 0 OR c.review_id IS NOT NULL)"
+    if strategy == "consistent":
+        return "c.value IS NOT NULL AND NOT c.is_inconsistent"
+    return "c.value IS NOT NULL"
+
+
+def _sampling_where(
+    strategy: str,
+    label_value: bool | None,
+    metadata_filter: dict[str, Any] | None,
+    include_inconsistent: bool | None,
+) -> tuple[str, list[Any], dict[str, Any]]:
+    """``FROM ... WHERE ...`` of a sampling, its params, and the normalised metadata filter."""
+    conditions, params, applied_metadata = _metadata_conditions(metadata_filter)
+    conditions.insert(0, _strategy_condition(strategy))
+    if include_inconsistent is not None:
+        conditions.insert(1, build_eligibility_condition(include_inconsistent))
+    if label_value is not None:
+        conditions.append("c.value = %s")
+        params.append(label_value)
+    return f"FROM {VIDEO_CONSENSUS_FROM} WHERE " + " AND ".join(conditions), params, applied_metadata
+
+
+def _effective_limit(strategy: str, limit: int | None) -> int | None:
+    return (limit or DEFAULT_SAMPLE_LIMIT) if strategy in RANDOM_STRATEGIES else limit
+
+
+def _class_quotas(strategy: str, limit: int, class_counts: dict[Any, int]) -> dict[Any, int]:
+    if strategy == "stratified":
+        weights = {value: float(count) for value, count in class_counts.items()}
+    else:
+        weights = {value: 1.0 for value in class_counts}
+    return _largest_remainder(limit, weights, class_counts)
+
+
+@dataclass(frozen=True)
+class SamplingCount:
+    """How many videos a sampling would choose, without choosing them."""
+
+    total_available: int  # videos matching the criteria
+    sampled_count: int  # of which the sampling would take (``limit`` and quotas applied)
+
+
+def sampling_count(
+    *,
+    strategy: str,
+    limit: int | None = None,
+    label_value: bool | None = None,
+    metadata_filter: dict[str, Any] | None = None,
+    seed: int | None = None,
+    include_inconsistent: bool | None = None,
+) -> SamplingCount:
+    """``sampling_select``'s counts in ONE query (a count per consensus value): what the
+    build form shows before anything is built. Same arguments and errors."""
+    _validate_sampling(strategy, limit, label_value, seed)
+    where_sql, params, _ = _sampling_where(strategy, label_value, metadata_filter, include_inconsistent)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT c.value, count(*) {where_sql} GROUP BY c.value", params)
+        class_counts = {value: count for value, count in cursor.fetchall()}
+    total = sum(class_counts.values())
+    limit = _effective_limit(strategy, limit)
+    if strategy in ("stratified", "balanced"):
+        sampled = sum(_class_quotas(strategy, limit, class_counts).values())
+    else:
+        sampled = min(total, limit) if limit else total
+    return SamplingCount(total_available=total, sampled_count=sampled)
+
+
 def sampling_select(
     *,
     strategy: str,
@@ -228,6 +311,7 @@ def sampling_select(
     label_value: bool | None = None,
     metadata_filter: dict[str, Any] | None = None,
     seed: int | None = None,
+    include_inconsistent: bool | None = None,
 ) -> SamplingResult:
     """Choose aids for a dataset build. One query (two for stratified/balanced).
 
@@ -237,22 +321,16 @@ def sampling_select(
     see ``METADATA_FILTERS``. With a ``seed`` random strategies are reproducible
     (ordered by md5(seed:aid)); without one they use ``random()``. ``aid_list`` is
     sorted ascending.
+
+    ``include_inconsistent`` (True/False) samples only among the videos a build with
+    that option keeps (``build_eligibility_condition``), so ``limit`` N gives N and
+    ``balanced`` gives equal classes whenever that many are eligible; None (the plain
+    ``POST /dataset/sample``) applies only the strategy's own condition.
     """
     _validate_sampling(strategy, limit, label_value, seed)
-    conditions, params, applied_metadata = _metadata_conditions(metadata_filter)
-
-    if strategy == "labeled":
-        conditions.insert(0, "(c.positive_votes + c.negative_votes > 0 OR c.review_id IS NOT NULL)")
-    elif strategy == "consistent":
-        conditions.insert(0, "c.value IS NOT NULL AND NOT c.is_inconsistent")
-    else:
-        conditions.insert(0, "c.value IS NOT NULL")
-    if label_value is not None:
-        conditions.append("c.value = %s")
-        params.append(label_value)
-
+    where_sql, params, applied_metadata = _sampling_where(strategy, label_value, metadata_filter, include_inconsistent)
+    limit = _effective_limit(strategy, limit)
     if strategy in RANDOM_STRATEGIES:
-        limit = limit or DEFAULT_SAMPLE_LIMIT
         if seed is None:
             order_sql, order_params = "random()", []
         else:
@@ -260,26 +338,16 @@ def sampling_select(
     else:
         order_sql, order_params = "v.aid", []
 
-    video_table = Video._meta.db_table
-    consensus_table = VideoConsensus._meta.db_table
-    base_sql = (
-        f"FROM {video_table} v JOIN {consensus_table} c ON c.video_id = v.id WHERE " + " AND ".join(conditions)
-    )
-
     with connection.cursor() as cursor:
         if strategy in ("stratified", "balanced"):
-            cursor.execute(f"SELECT c.value, count(*) {base_sql} GROUP BY c.value", params)
+            cursor.execute(f"SELECT c.value, count(*) {where_sql} GROUP BY c.value", params)
             class_counts = {value: count for value, count in cursor.fetchall()}
             total_available = sum(class_counts.values())
-            if strategy == "stratified":
-                weights = {value: float(count) for value, count in class_counts.items()}
-            else:
-                weights = {value: 1.0 for value in class_counts}
-            quotas = _largest_remainder(limit, weights, class_counts)
+            quotas = _class_quotas(strategy, limit, class_counts)
             quota_true, quota_false = quotas.get(True, 0), quotas.get(False, 0)
             cursor.execute(
                 f"SELECT aid, value FROM (SELECT v.aid, c.value, row_number() OVER "
-                f"(PARTITION BY c.value ORDER BY {order_sql}) AS rank {base_sql}) ranked "
+                f"(PARTITION BY c.value ORDER BY {order_sql}) AS rank {where_sql}) ranked "
                 f"WHERE rank <= CASE WHEN value THEN %s ELSE %s END",
                 [*order_params, *params, quota_true, quota_false],
             )
@@ -287,7 +355,7 @@ def sampling_select(
         else:
             limit_sql = " LIMIT %s" if limit else ""
             cursor.execute(
-                f"SELECT v.aid, c.value, count(*) OVER () {base_sql} ORDER BY {order_sql}{limit_sql}",
+                f"SELECT v.aid, c.value, count(*) OVER () {where_sql} ORDER BY {order_sql}{limit_sql}",
                 [*params, *order_params, *([limit] if limit else [])],
             )
             fetched = cursor.fetchall()
@@ -302,6 +370,8 @@ def sampling_select(
         filters_applied["label_value"] = label_value
     if applied_metadata:
         filters_applied["metadata_filter"] = applied_metadata
+    if include_inconsistent is not None:
+        filters_applied["include_inconsistent"] = include_inconsistent
     sampling_info = {
         "strategy_description": SAMPLING_STRATEGIES[strategy],
         "sample_ratio": (len(aid_list) / total_available) if total_available else 0.0,
@@ -452,7 +522,9 @@ class DatasetArrays(NamedTuple):
         return self.X[mask], self.y[mask]
 
 
-_SPLIT_NAMES = np.array([Split.TRAIN.value, Split.VAL.value, Split.TEST.value], dtype="<U5")
+# Splits travel as their ``SPLIT_CODES`` (int2) in the COPY and are named back here.
+_SPLIT_NAMES = np.array([split.value for split in sorted(SPLIT_CODES, key=SPLIT_CODES.get)], dtype="<U5")
+_SPLIT_CODE_SQL = "CASE i.split " + " ".join(f"WHEN '{split.value}' THEN {code}" for split, code in SPLIT_CODES.items()) + " END"
 
 
 def dataset_version_arrays(version_id: uuid.UUID | str, *, allow_unready: bool = False) -> DatasetArrays:
@@ -475,7 +547,7 @@ def version_arrays(version: DatasetVersion, *, allow_unready: bool = False) -> D
     item_table = DatasetVersionItem._meta.db_table
     sql = (
         "COPY (SELECT v.aid::int8, i.label, "
-        "(CASE i.split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END)::int2, e.vector "
+        f"({_SPLIT_CODE_SQL})::int2, e.vector "
         f"FROM {item_table} i "
         f"JOIN {Video._meta.db_table} v ON v.id = i.video_id "
         f"JOIN {Embedding._meta.db_table} e ON e.id = i.embedding_id "
@@ -506,7 +578,10 @@ __all__ = [
     "METADATA_FILTERS",
     "SAMPLING_STRATEGIES",
     "DatasetArrays",
+    "SamplingCount",
     "SamplingResult",
+    "VIDEO_CONSENSUS_FROM",
+    "build_eligibility_condition",
     "dataset_statistics",
     "dataset_task_counts",
     "dataset_task_get",
@@ -520,5 +595,6 @@ __all__ = [
     "dataset_version_with_tasks",
     "version_arrays",
     "embedding_counts_by_model",
+    "sampling_count",
     "sampling_select",
 ]

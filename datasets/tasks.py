@@ -1,5 +1,5 @@
 """Celery tasks of the datasets app (builds: queue ``embeddings``; the sweeper: ``default``;
-see ``CELERY_TASK_ROUTES``).
+see ``CELERY_TASK_ROUTES``). Every worker also sweeps on a timer (``cvsa_ml.celery``).
 
 Tasks take ids only and call a service; the ``DatasetTask`` row is the source of truth
 for status and progress (the Celery result just echoes it).
@@ -18,10 +18,18 @@ DB_RETRY_DELAYS_SECONDS = (10, 60, 300)
 
 @shared_task(bind=True, acks_late=True, max_retries=len(DB_RETRY_DELAYS_SECONDS))
 def build_dataset_version(self, task_id: str, claim_attempt: int | None = None) -> dict:
-    """Build the dataset version of ``DatasetTask`` ``task_id`` (idempotent)."""
+    """Build the dataset version of ``DatasetTask`` ``task_id`` (idempotent).
+
+    A redelivered message (its worker child was killed: acks late + reject on worker
+    lost) waits a moment for the dead attempt's lock, then takes the build over.
+    """
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     try:
         task = services.dataset_version_build(
-            task_id=task_id, celery_task_id=self.request.id, claim_attempt=claim_attempt
+            task_id=task_id,
+            celery_task_id=self.request.id,
+            claim_attempt=claim_attempt,
+            lock_wait_seconds=services.REDELIVERY_LOCK_WAIT_SECONDS if redelivered else 0.0,
         )
     except services.TRANSIENT_DATABASE_ERRORS as error:
         if self.request.retries >= self.max_retries:
@@ -42,7 +50,8 @@ def build_dataset_version(self, task_id: str, claim_attempt: int | None = None) 
 
 @shared_task(acks_late=True, queue="default")
 def sweep_stale_dataset_tasks() -> int:
-    """Mark running dataset tasks whose heartbeat stopped, and pending ones that never
-    started (their queue message was lost), as failed. Beat runs it every minute on the
-    ``default`` queue (``CELERY_TASK_ROUTES``), so it never waits behind builds."""
+    """Re-queue (or, attempts used up, fail) running dataset tasks whose heartbeat
+    stopped, and fail pending ones that never started (their queue message was lost).
+    Every worker already sweeps on a timer; this task is for an explicit sweep (on the
+    ``default`` queue, ``CELERY_TASK_ROUTES``, so it never waits behind builds)."""
     return services.dataset_task_mark_stale()

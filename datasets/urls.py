@@ -7,10 +7,13 @@ app_name = "datasets"
 urlpatterns = [
     path("", views.dataset_index, name="index"),
     path("build", views.dataset_build, name="build"),
+    path("build/count", views.build_count, name="build-count"),
     path("tasks/", views.task_list, name="tasks"),
     path("models/", views.embedding_model_list, name="models"),
     path("versions/<uuid:version_id>/", views.version_detail, name="version-detail"),
     path("versions/<uuid:version_id>/progress", views.version_progress, name="version-progress"),
     path("versions/<uuid:version_id>/resume", views.version_resume, name="version-resume"),
+    path("versions/<uuid:version_id>/cancel", views.version_cancel, name="version-cancel"),
+    path("versions/<uuid:version_id>/delete", views.version_delete, name="version-delete"),
     path("versions/<uuid:version_id>/export/<str:format>", views.version_export, name="version-export"),
 ]

@@ -15,6 +15,7 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.text import Truncator
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
@@ -22,7 +23,7 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from datasets import selectors, services
 from datasets.embedding_registry import EmbeddingRegistryError
 from datasets.forms import DatasetBuildForm
-from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion
+from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, Split
 from labeling.partial_rendering import wants_partial
 from labeling.permissions import dataset_manager_required, team_role_required
 from labeling.roles import can_manage_datasets
@@ -30,6 +31,7 @@ from labeling.roles import can_manage_datasets
 VERSIONS_PAGE_SIZE = 50
 TASKS_SHOWN = 20
 RESUMABLE_STATUSES = (DatasetTaskStatus.FAILED, DatasetTaskStatus.CANCELLED)
+MESSAGE_NAME_CHARS = 60
 EXPORT_CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "npz": "application/octet-stream"}
 
 
@@ -47,6 +49,11 @@ def _version_with_tasks(version_id) -> DatasetVersion:
 def _latest_task(version: DatasetVersion) -> DatasetTask | None:
     tasks = list(version.tasks.all())
     return tasks[0] if tasks else None
+
+
+def _version_name(version: DatasetVersion) -> str:
+    """For messages, which span the page: a long dataset name is cut."""
+    return f"{Truncator(version.dataset.name).chars(MESSAGE_NAME_CHARS)} v{version.number}"
 
 
 def _tasks_active(tasks) -> bool:
@@ -86,34 +93,37 @@ def task_list(request):
 @vary_on_headers("HX-Request")
 @dataset_manager_required
 def dataset_build(request):
-    """Validate → (sample) → request the build → the version's page. Bad input: the
-    form again with its errors (200 for htmx, which swaps only 2xx; 400 otherwise)."""
+    """Validate → ``services.dataset_build_request`` → the version's page. Bad input: the
+    form again with an error summary (200 for htmx, which swaps only 2xx; 400 otherwise)."""
     form = DatasetBuildForm(request.POST)
-    task = None
+    started = None
     if form.is_valid():
         try:
-            if form.uses_sampling():
-                task, sample = services.dataset_version_request_from_sampling(
-                    sampling=form.sampling_arguments(), user=request.user, **form.request_arguments()
-                )
-                requested = sample.sampled_count
-            else:
-                task = services.dataset_version_request(
-                    aid_list=form.cleaned_data["aid_list"], user=request.user, **form.request_arguments()
-                )
-                requested = len(form.cleaned_data["aid_list"])
+            started = services.dataset_build_request(form.build_request(), user=request.user)
         except ValidationError as error:
             form.errors_from_service(error)
         except EmbeddingRegistryError as error:
             form.add_error(None, f"The embedding model registry is invalid: {error}")
-    if task is None:
+    if started is None:
         if wants_partial(request):
             return render(request, "datasets/index.html#build-form", {"form": form, "can_manage": True})
         return render(request, "datasets/index.html", _index_context(request, form), status=400)
-    version = task.dataset_version
-    messages.success(request, f"Building {version.dataset.name} v{version.number} ({requested} videos requested).")
+    version = started.task.dataset_version
+    messages.info(request, f"Requested {_version_name(version)} from {started.requested:,} videos.")
     url = reverse("datasets:version-detail", args=[version.pk])
     return HttpResponseClientRedirect(url) if wants_partial(request) else redirect(url)
+
+
+@require_safe
+@vary_on_headers("HX-Request")
+@dataset_manager_required
+def build_count(request):
+    """The "N videos match" line of the build form, re-rendered as the form changes."""
+    if not wants_partial(request):
+        return redirect("datasets:index")
+    form = DatasetBuildForm(request.GET)
+    form.is_valid()
+    return render(request, "datasets/index.html#build-count", {"form": form})
 
 
 # --- one version ---------------------------------------------------------------
@@ -121,17 +131,77 @@ def dataset_build(request):
 
 def _version_context(request, version: DatasetVersion) -> dict:
     task = _latest_task(version)
+    can_manage = can_manage_datasets(request.user)
+    polling = task is not None and not task.is_finished
+    can_resume = task is not None and task.status in RESUMABLE_STATUSES and not version.is_ready and can_manage
     return {
         "version": version,
         "task": task,
         "tasks": list(version.tasks.all()),
-        "polling": task is not None and not task.is_finished,
-        "can_resume": (task is not None and task.status in RESUMABLE_STATUSES and not version.is_ready
-                       and can_manage_datasets(request.user)),
+        "polling": polling,
+        "can_resume": can_resume,
+        "resume_blocked": _resume_blocked(version) if can_resume else "",
+        "can_cancel": polling and can_manage,
+        "can_delete": not polling and can_manage,
+        # The task's error is shown in the progress block; the version's only when it says more.
+        "version_error": version.error if not task or version.error not in task.error else "",
         "stats": selectors.dataset_version_stats(version),
-        "splits": [(name, version.split_counts.get(name, {})) for name in ("train", "val", "test")],
+        "splits": [(name, version.split_counts.get(name, {})) for name in Split.values],
+        "selection": selection_rows(version.selection),
         "export_formats": services.EXPORT_FORMATS,
     }
+
+
+def _resume_blocked(version: DatasetVersion) -> str:
+    """Why a resume could only fail again (its model left the registry, or its API key
+    is not set here), or "" — then the page offers no Resume button, just the reason."""
+    try:
+        services.embedding_model_for_build(version.embedding_model.key)
+    except ValidationError as error:
+        return services.validation_error_message(error, with_fields=False)
+    except EmbeddingRegistryError:
+        return ""  # the build itself reports an invalid registry
+    return ""
+
+
+_SELECTION_LABELS = {
+    "strategy": "Strategy",
+    "source": "Aid file",
+    "limit": "Limit",
+    "label_value": "Consensus",
+    "include_inconsistent": "Inconsistent videos",
+    "seed": "Sampling seed",
+    "total_available": "Videos that matched",
+}
+
+
+def selection_rows(selection: dict | None) -> list[tuple[str, str]]:
+    """A version's ``selection`` as (label, value) text: nested filters flattened,
+    booleans and empty values in words."""
+    rows: list[tuple[str, str]] = []
+
+    def text(key: str, value) -> str:
+        if value is None:
+            return "none" if key == "limit" else "—"
+        if isinstance(value, bool):
+            if key == "label_value":
+                return "yes (in scope)" if value else "no"
+            if key == "include_inconsistent":
+                return "kept" if value else "left out"
+            return "yes" if value else "no"
+        if isinstance(value, int):
+            return f"{value:,}"
+        if isinstance(value, (list, tuple)):
+            return ", ".join(str(item) for item in value)
+        return str(value)
+
+    for key, value in (selection or {}).items():
+        if isinstance(value, dict):
+            for inner_key, inner_value in value.items():
+                rows.append((inner_key.replace("_", " ").capitalize(), text(inner_key, inner_value)))
+        else:
+            rows.append((_SELECTION_LABELS.get(key, key.replace("_", " ").capitalize()), text(key, value)))
+    return rows
 
 
 @require_safe
@@ -159,6 +229,11 @@ def version_progress(request, version_id):
     return HttpResponse(html) if context["polling"] else HttpResponseStopPolling(html)
 
 
+def _back_to_version(request, version: DatasetVersion):
+    url = reverse("datasets:version-detail", args=[version.pk])
+    return HttpResponseClientRedirect(url) if wants_partial(request) else redirect(url)
+
+
 @require_POST
 @vary_on_headers("HX-Request")
 @dataset_manager_required
@@ -171,12 +246,51 @@ def version_resume(request, version_id):
         try:
             services.dataset_task_resume(task.pk)
         except ValidationError as error:
-            messages.error(request, "; ".join(error.messages))
+            messages.error(request, services.validation_error_message(error, with_fields=False))
         except DatasetTask.DoesNotExist:
             messages.error(request, "The build task no longer exists.")
         else:
             messages.success(request, "Build resumed: embeddings already stored are reused.")
-    url = reverse("datasets:version-detail", args=[version.pk])
+    return _back_to_version(request, version)
+
+
+@require_POST
+@vary_on_headers("HX-Request")
+@dataset_manager_required
+def version_cancel(request, version_id):
+    """Cancel the version's pending or running build (the worker stops at its next progress write)."""
+    version = _version_with_tasks(version_id)
+    task = _latest_task(version)
+    if task is None:
+        messages.error(request, "This version has no build task to cancel.")
+    else:
+        try:
+            services.dataset_task_cancel(task.pk)
+        except ValidationError as error:
+            messages.error(request, services.validation_error_message(error, with_fields=False))
+        except DatasetTask.DoesNotExist:
+            messages.error(request, "The build task no longer exists.")
+        else:
+            messages.success(request, f"Build of {_version_name(version)} cancelled.")
+    return _back_to_version(request, version)
+
+
+@require_POST
+@vary_on_headers("HX-Request")
+@dataset_manager_required
+def version_delete(request, version_id):
+    """Delete the version and its items (stored embeddings stay); refused while it is
+    being built or while something (an experiment) still uses it."""
+    version = _version_with_tasks(version_id)
+    try:
+        services.dataset_version_delete(version.pk)
+    except ValidationError as error:
+        messages.error(request, services.validation_error_message(error, with_fields=False))
+        return _back_to_version(request, version)
+    except DatasetVersion.DoesNotExist:
+        raise Http404("No such dataset version") from None
+    messages.success(request, f"Deleted {_version_name(version)}.")
+    url = reverse("datasets:index")
     return HttpResponseClientRedirect(url) if wants_partial(request) else redirect(url)
 
 

@@ -2,9 +2,10 @@
 
 Definitions (DESIGN.md §3):
 
-* A user's *effective label* on a video is their latest label that has not been
-  retracted (``retracted_at IS NULL``, ordered by ``created_at DESC, id DESC``) — the
-  same rule as the ``labeling_videoconsensus`` view.
+* A user's *effective label* on a video is their latest human (or imported) label that
+  has not been retracted (``retracted_at IS NULL``, ordered by ``created_at DESC, id
+  DESC``): the ``labeling_effectivelabel`` view, which the consensus view reads too.
+  Labels a model wrote (``source = 'model'``) are no rater's answer and count nowhere.
 * **Percent agreement** and **Cohen's kappa** are computed for every pair of labelers
   over the videos on which both have an effective label.
 * **Fleiss' kappa** is computed over the whole corpus from each video's vote counts
@@ -28,7 +29,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Count, Q, Sum
 
-from labeling.models import Label, VideoConsensus
+from labeling.models import VOTING_SOURCES, Label, VideoConsensus
 
 # --------------------------------------------------------------------------- maths
 
@@ -287,7 +288,7 @@ def overall_fleiss() -> FleissSummary:
 class CorpusCounts:
     videos: int
     labeled_videos: int  # videos with at least one effective label
-    labels: int  # non-retracted labels, history included
+    labels: int  # non-retracted human (and imported) labels, history included
     effective_labels: int  # one per (video, user) at most
     consensus_positive: int  # consensus "yes" (a review overrides the vote)
     consensus_negative: int
@@ -308,7 +309,7 @@ def corpus_counts() -> CorpusCounts:
         inconsistent=Count("pk", filter=Q(is_inconsistent=True)),
         reviewed=Count("pk", filter=Q(review__isnull=False)),
     )
-    labels = Label.objects.filter(retracted_at__isnull=True).count()
+    labels = Label.objects.filter(retracted_at__isnull=True, source__in=VOTING_SOURCES).count()
     return CorpusCounts(labels=labels, **{key: int(value) for key, value in totals.items()})
 
 

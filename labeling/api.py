@@ -1,15 +1,21 @@
-"""REST API of the labeling app: one view per action, nested Input/Output serializers."""
+"""REST API of the labeling app: one view per action, nested Input/Output serializers.
+
+Query strings are read through serializers (``core.api.query_params``), lists are paginated
+with a maximum page size and numbers are bounded (``core.api``): bad input is a 400.
+"""
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.bounds import MAX_BIGINT
+from core.api.query_params import parse_query
 from labeling import selectors, services
 from labeling.permissions import CanLabel
 from labeling.models import LabelSource, Video
@@ -37,14 +43,19 @@ class VideoOutput(serializers.ModelSerializer):
                   "published_at", "duration", "cover_url", "consensus"]
 
 
-def _optional_bool(raw: str | None, name: str) -> bool | None:
-    if raw is None or raw == "":
-        return None
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise serializers.ValidationError({name: f"must be true or false (got {raw!r})"})
+MAX_SEARCH_LENGTH = 200
+
+
+class SearchQuery(serializers.Serializer):
+    search = serializers.CharField(required=False, allow_blank=True, max_length=MAX_SEARCH_LENGTH,
+                                   help_text="words in the title, tags or uploader; an aid or av/BV id")
+
+
+class VideoListQuery(SearchQuery):
+    consensus = serializers.ChoiceField(choices=["true", "false", "none"], required=False,
+                                        help_text='"none": no consensus yet (unlabeled, tied or disputed)')
+    inconsistent = serializers.BooleanField(required=False)
+    labeled = serializers.BooleanField(required=False)
 
 
 class VideoListApi(ListAPIView):
@@ -52,23 +63,17 @@ class VideoListApi(ListAPIView):
 
     serializer_class = VideoOutput
 
-    @extend_schema(parameters=[
-        OpenApiParameter("search", str), OpenApiParameter("consensus", str, enum=["true", "false", "none"]),
-        OpenApiParameter("inconsistent", bool), OpenApiParameter("labeled", bool),
-    ])
+    @extend_schema(parameters=[VideoListQuery])
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        params = self.request.query_params
-        consensus = params.get("consensus")
-        if consensus not in (None, "", "true", "false", "none"):
-            raise serializers.ValidationError({"consensus": f"must be true, false or none (got {consensus!r})"})
+        query = parse_query(self.request, VideoListQuery)
         return selectors.videos_filtered(
-            search=params.get("search", "").strip(),
-            consensus=consensus or None,
-            inconsistent=_optional_bool(params.get("inconsistent"), "inconsistent"),
-            labeled=_optional_bool(params.get("labeled"), "labeled"),
+            search=query.get("search", ""),
+            consensus=query.get("consensus"),
+            inconsistent=query.get("inconsistent"),
+            labeled=query.get("labeled"),
         )
 
 
@@ -76,7 +81,7 @@ class LabelCreateApi(APIView):
     permission_classes = [IsAuthenticated, CanLabel]
 
     class Input(serializers.Serializer):
-        aid = serializers.IntegerField(min_value=1)
+        aid = serializers.IntegerField(min_value=1, max_value=MAX_BIGINT)
         value = serializers.BooleanField()
         source = serializers.ChoiceField(choices=LabelSource.choices, default=LabelSource.HUMAN)
 
@@ -122,8 +127,12 @@ class InconsistentVideoListApi(ListAPIView):
 
     serializer_class = Output
 
+    @extend_schema(parameters=[SearchQuery])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self):
-        return selectors.inconsistent_videos(search=self.request.query_params.get("search", "").strip())
+        return selectors.inconsistent_videos(search=parse_query(self.request, SearchQuery).get("search", ""))
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())
@@ -141,12 +150,20 @@ ConsensusResponse = inline_serializer("ConsensusResponse", {
 })
 
 
+class ConsensusQuery(serializers.Serializer):
+    aids = serializers.CharField(
+        validators=[RegexValidator(r"^[0-9]+(,[0-9]+)*$", "a comma separated list of aids, e.g. 1,2,3")],
+        help_text=f"comma separated, at most {MAX_CONSENSUS_AIDS}",
+    )
+
+
 class ConsensusApi(APIView):
     """Consensus for a list of aids: POST {"aids": [...]} or GET ?aids=1,2,3."""
 
     class Input(serializers.Serializer):
         aids = serializers.ListField(
-            child=serializers.IntegerField(min_value=1), allow_empty=False, max_length=MAX_CONSENSUS_AIDS
+            child=serializers.IntegerField(min_value=1, max_value=MAX_BIGINT), allow_empty=False,
+            max_length=MAX_CONSENSUS_AIDS,
         )
 
         class Meta:
@@ -156,10 +173,10 @@ class ConsensusApi(APIView):
     def post(self, request):
         return self._respond(request.data)
 
-    @extend_schema(parameters=[OpenApiParameter("aids", str, description="comma separated")], responses={200: ConsensusResponse})
+    @extend_schema(parameters=[ConsensusQuery], responses={200: ConsensusResponse})
     def get(self, request):
-        raw = request.query_params.get("aids", "")
-        return self._respond({"aids": [part.strip() for part in raw.split(",") if part.strip()]})
+        raw = parse_query(request, ConsensusQuery)["aids"]
+        return self._respond({"aids": raw.split(",")})
 
     def _respond(self, payload):
         data = self.Input(data=payload)
@@ -175,4 +192,7 @@ class ConsensusApi(APIView):
 class VideoDetailApi(APIView):
     @extend_schema(responses={200: VideoOutput})
     def get(self, request, aid: int):
-        return Response(VideoOutput(get_object_or_404(Video.objects.select_related("consensus"), aid=aid)).data)
+        video = selectors.video_by_aid(aid)
+        if video is None:
+            raise exceptions.NotFound(f"no video with aid {aid}")
+        return Response(VideoOutput(video).data)

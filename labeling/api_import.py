@@ -5,17 +5,21 @@ name's extension decides), or a JSON body ``{"videos": [{...}, ...]}``. Bad rows
 fail the request: they come back in ``errors`` with their line (JSON body: 1-based item
 number) while the good rows are imported. 201 when a video was created, else 200;
 400 ``{"detail": ...}`` with nothing written when there is no file, the format is
-unsupported or the file cannot be parsed at all.
+unsupported or the file cannot be parsed at all. A JSON body is parsed by the API's
+shared parser (``core.api.parsers``): one that is not an object, or holds text PostgreSQL
+cannot store (a NUL character), is refused whole with a 400 naming the place; a file's
+bad rows are reported row by row.
 """
 
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api.parsers import JSONParser
 from labeling.permissions import CanImportVideos
 from labeling.video_import import FORMATS, ImportFileError, ImportResult, import_video_records, import_videos
 
@@ -56,7 +60,8 @@ def _bad_request(detail: str) -> Response:
 
 class VideoImportApi(APIView):
     permission_classes = [permissions.IsAuthenticated, CanImportVideos]
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    # A file needs multipart; a list of videos is JSON (the shared parser: an object, bounded).
+    parser_classes = [MultiPartParser, JSONParser]
 
     @extend_schema(
         summary="Import (upsert by aid) videos from a JSONL/CSV/JSON file or a JSON list",

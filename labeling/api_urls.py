@@ -7,7 +7,7 @@ urlpatterns = [
     path("videos", api.VideoListApi.as_view(), name="video-list"),
     path("videos/import", VideoImportApi.as_view(), name="video-import"),
     path("videos/inconsistent", api.InconsistentVideoListApi.as_view(), name="video-inconsistent"),
-    path("videos/<int:aid>", api.VideoDetailApi.as_view(), name="video-detail"),
+    path("videos/<bigint:aid>", api.VideoDetailApi.as_view(), name="video-detail"),
     path("labels", api.LabelCreateApi.as_view(), name="label-create"),
     path("consensus", api.ConsensusApi.as_view(), name="consensus"),
 ]

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from labeling.timestamped import TimestampedModel
 
@@ -58,6 +59,20 @@ class LabelSource(models.TextChoices):
     IMPORT = "import", "Import"
 
 
+# Sources whose labels are votes: people, live or imported. A model's label is kept in the
+# history but never votes (it would feed its own training targets back into the datasets).
+# The ``labeling_effectivelabel`` view (migration 0006) holds the same list.
+VOTING_SOURCES = (LabelSource.HUMAN, LabelSource.IMPORT)
+
+
+def _yes_no(value: bool | None) -> str:
+    return "yes" if value else "no"
+
+
+def _when(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "(unsaved)"
+
+
 class Label(models.Model):
     """A user's answer for a video. Append only: the latest non-retracted one counts.
 
@@ -91,7 +106,15 @@ class Label(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} → av{self.video_id}: {'yes' if self.value else 'no'}"
+        # No video here: the admin shows labels under their video, and ``video_id`` is the
+        # internal id, not the aid a reader would recognise.
+        undone = f", undone {_when(self.retracted_at)}" if self.retracted_at else ""
+        return f"{self.user}: {_yes_no(self.value)} ({self.get_source_display().lower()}) at {_when(self.created_at)}{undone}"
+
+    @property
+    def is_vote(self) -> bool:
+        """Whether this label can be an effective label (see ``VOTING_SOURCES``)."""
+        return self.source in VOTING_SOURCES
 
 
 class Review(models.Model):
@@ -108,13 +131,14 @@ class Review(models.Model):
         indexes = [models.Index(fields=["video", "-created_at", "-id"], name="review_latest_idx")]
 
     def __str__(self) -> str:
-        return f"review av{self.video_id}: {'yes' if self.value else 'no'} by {self.reviewer}"
+        return f"{self.reviewer}: review {_yes_no(self.value)} at {_when(self.created_at)}"
 
 
 class EffectiveLabel(models.Model):
     """Read-only row of the ``labeling_effectivelabel`` view: each user's latest
-    non-retracted label per video. The one definition of "effective" that consensus,
-    agreement and the pages all read."""
+    non-retracted human or imported label per video (a model's label never counts, see
+    ``VOTING_SOURCES``). The one definition of "effective" that consensus, agreement,
+    dataset builds and the pages all read."""
 
     label = models.OneToOneField(Label, primary_key=True, on_delete=models.DO_NOTHING, related_name="+")
     video = models.ForeignKey(Video, on_delete=models.DO_NOTHING, related_name="+")
@@ -131,7 +155,7 @@ class EffectiveLabel(models.Model):
 class VideoConsensus(models.Model):
     """Read-only row of the ``labeling_videoconsensus`` view: one per video.
 
-    Effective label = each user's latest non-retracted label; the vote is their
+    Effective label = each user's latest non-retracted human label; the vote is their
     majority; the latest review overrides it. A video is inconsistent when effective
     labels disagree and no review resolved it. Computed set-based in SQL (see the
     migration), so any number of videos costs one query.

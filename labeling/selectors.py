@@ -11,10 +11,15 @@ from django.db import models
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from labeling.models import EffectiveLabel, Label, Review, Video, VideoConsensus
+from labeling.models import VOTING_SOURCES, EffectiveLabel, Label, Review, Video, VideoConsensus
 
 # An aid is a positive bigint; str.isdigit() would also accept "²".
 _AID_SEARCH = re.compile(r"[0-9]{1,18}")
+# What people paste to name a video: a bare aid, "av104902138" (any case), "BV1xx411c7mD",
+# or a bilibili.com/video/... link holding one of those.
+_AV_REFERENCE = re.compile(r"[Aa][Vv]([0-9]{1,18})")
+_BV_REFERENCE = re.compile(r"[Bb][Vv]([0-9A-Za-z]{10})")
+_VIDEO_LINK = re.compile(r"bilibili\.com/video/([AaBb][Vv][0-9A-Za-z]+)")
 
 
 class QueueMode(models.TextChoices):
@@ -39,8 +44,13 @@ class UserLabel:
     created_at: datetime
 
 
+def _my_votes(user) -> QuerySet:
+    """The user's own answers: a model label written under their account is not one."""
+    return Label.objects.filter(user=user, retracted_at__isnull=True, source__in=VOTING_SOURCES)
+
+
 def _my_effective_label(user) -> QuerySet:
-    return Label.objects.filter(video=OuterRef("pk"), user=user, retracted_at__isnull=True)
+    return _my_votes(user).filter(video=OuterRef("pk"))
 
 
 def labeling_queue_next(*, user, mode: str = QueueMode.UNLABELED, exclude_video_ids=()) -> Video | None:
@@ -65,8 +75,7 @@ def labeling_queue_next(*, user, mode: str = QueueMode.UNLABELED, exclude_video_
 
 def labeling_progress(*, user) -> LabelingProgress:
     start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    mine = Label.objects.filter(user=user, retracted_at__isnull=True)
-    counts = mine.aggregate(
+    counts = _my_votes(user).aggregate(
         labeled_total=Count("video", distinct=True),
         labeled_today=Count("video", distinct=True, filter=Q(created_at__gte=start_of_day)),
     )
@@ -87,10 +96,29 @@ def effective_labels_by_video(video_ids) -> dict[int, list[UserLabel]]:
     return labels
 
 
+def video_reference_condition(text: str, *, prefix: str = "") -> Q | None:
+    """Exact-match condition when ``text`` names one video, else None: a bare aid,
+    "av104902138" (any case), "BV1xx411c7mD" or a bilibili.com/video/ link. ``prefix``
+    reaches the video through a relation (``"video__"`` for labels and reviews). BV ids
+    are case-sensitive after the prefix, so only the prefix is normalised."""
+    text = text.strip()
+    link = _VIDEO_LINK.search(text)
+    if link:
+        text = link.group(1)
+    if _AID_SEARCH.fullmatch(text):
+        return Q(**{f"{prefix}aid": int(text)})
+    if match := _AV_REFERENCE.fullmatch(text):
+        return Q(**{f"{prefix}aid": int(match.group(1))})
+    if match := _BV_REFERENCE.fullmatch(text):
+        return Q(**{f"{prefix}bvid": "BV" + match.group(1)})
+    return None
+
+
 def _video_search(search: str) -> Q:
     condition = Q(title__icontains=search) | Q(tags__icontains=search) | Q(bvid__iexact=search)
-    if _AID_SEARCH.fullmatch(search):
-        condition |= Q(aid=int(search))
+    reference = video_reference_condition(search)
+    if reference is not None:
+        condition |= reference
     return condition
 
 

@@ -6,13 +6,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from labeling.models import Label, LabelSource, Review, Video, VideoConsensus
+from labeling.models import VOTING_SOURCES, Label, LabelSource, Review, Video, VideoConsensus
 from labeling.roles import can_label, can_review, can_write_machine_labels
 
 
 def label_create(*, video: Video, user, value: bool, source: str = LabelSource.HUMAN) -> Label:
     """Append a label. A repeated answer adds a row but never a second vote:
-    consensus counts each user's latest label only."""
+    consensus counts each user's latest human (or imported) label only; a ``model`` label
+    is history, never a vote."""
     if not can_label(user):
         raise PermissionDenied("only labelers, reviewers and admins can label videos")
     if source not in LabelSource.values:
@@ -26,13 +27,15 @@ def label_create(*, video: Video, user, value: bool, source: str = LabelSource.H
 
 @transaction.atomic
 def label_undo_last(*, user) -> Label | None:
-    """Retract the user's most recent label; the one before it (if any) counts again.
+    """Retract the user's most recent answer; the one before it (if any) counts again.
 
-    The row lock makes two concurrent undos retract two different labels, not one twice.
+    A model label written under the same account is not an answer of theirs, so undo
+    passes over it. The row lock makes two concurrent undos retract two different labels,
+    not one twice.
     """
     label = (
         Label.objects.select_for_update()
-        .filter(user=user, retracted_at__isnull=True)
+        .filter(user=user, retracted_at__isnull=True, source__in=VOTING_SOURCES)
         .order_by("-created_at", "-id")
         .select_related("video")
         .first()

@@ -7,8 +7,10 @@ from datasets.embedding_registry import EmbeddingModelSpec
 from .base import EmbeddingProvider, EmbeddingProviderError
 from .local import LocalE5Provider
 from .openai_compatible import DEFAULT_BACKOFF_BASE_SECONDS, OpenAICompatibleProvider
+from .rate_limit import SYSTEM_CLOCK, Clock
 
 __all__ = [
+    "Clock",
     "EmbeddingProvider",
     "EmbeddingProviderError",
     "LocalE5Provider",
@@ -21,10 +23,12 @@ def provider_for(
     spec: EmbeddingModelSpec,
     *,
     backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> EmbeddingProvider:
-    """The provider for a registry entry; `backoff_base_seconds` applies to remote ones."""
+    """The provider for a registry entry; `backoff_base_seconds` and `clock` (pacing,
+    backoff) apply to remote ones."""
     if spec.type == "local":
         return LocalE5Provider(spec)
     if spec.type == "openai-compatible":
-        return OpenAICompatibleProvider(spec, backoff_base_seconds=backoff_base_seconds)
+        return OpenAICompatibleProvider(spec, backoff_base_seconds=backoff_base_seconds, clock=clock)
     raise ValueError(f"model {spec.key!r}: no provider for type {spec.type!r}")

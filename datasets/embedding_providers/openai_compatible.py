@@ -28,7 +28,7 @@ import openai
 from datasets.embedding_registry import EmbeddingModelSpec
 
 from .base import EmbeddingProvider, EmbeddingProviderError, split_into_batches, wrong_dimensions_message
-from .rate_limit import RequestRateLimiter
+from .rate_limit import SYSTEM_CLOCK, Clock, RequestRateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class OpenAICompatibleProvider(EmbeddingProvider):
         backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
         backoff_max_seconds: float = DEFAULT_BACKOFF_MAX_SECONDS,
         random_fraction: Callable[[], float] = random.random,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if not spec.is_remote or spec.api_endpoint is None:
             raise ValueError(f"model {spec.key!r} is not an openai-compatible model")
@@ -68,7 +69,8 @@ class OpenAICompatibleProvider(EmbeddingProvider):
         self._backoff_base_seconds = backoff_base_seconds
         self._backoff_max_seconds = backoff_max_seconds
         self._random_fraction = random_fraction
-        self._rate_limiter = RequestRateLimiter(spec.requests_per_minute)
+        self._clock = clock
+        self._rate_limiter = RequestRateLimiter(spec.requests_per_minute, clock=clock)
         self._client: openai.OpenAI | None = None
         self._client_lock = threading.Lock()
         self._api_key: str | None = None
@@ -117,10 +119,16 @@ class OpenAICompatibleProvider(EmbeddingProvider):
         cancelled: threading.Event,
     ) -> np.ndarray:
         def run_batch(start: int, batch: list[str]) -> None:
-            # Each batch owns a disjoint slice of `result`: no locking needed.
-            result[start : start + len(batch)] = self._embed_batch_with_retries(
-                client, batch, cancelled=cancelled
-            )
+            try:
+                # Each batch owns a disjoint slice of `result`: no locking needed.
+                result[start : start + len(batch)] = self._embed_batch_with_retries(
+                    client, batch, cancelled=cancelled
+                )
+            except BaseException:
+                # At once, from this thread: a pool thread picks its next batch
+                # before the caller's thread wakes up to cancel the rest.
+                cancelled.set()
+                raise
 
         if len(batches) == 1:
             run_batch(*batches[0])
@@ -131,11 +139,7 @@ class OpenAICompatibleProvider(EmbeddingProvider):
         futures: list[Future[None]] = []
         try:
             futures = [executor.submit(run_batch, start, batch) for start, batch in batches]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in done:
-                error = future.exception()
-                if error is not None:
-                    raise error
+            wait(futures, return_when=FIRST_EXCEPTION)
         finally:
             # Stop queued batches and wake the ones sleeping in backoff, whether we
             # are here because of an error or an interrupt (e.g. a task time limit).
@@ -143,6 +147,11 @@ class OpenAICompatibleProvider(EmbeddingProvider):
             for future in futures:
                 future.cancel()
             executor.shutdown(wait=True)
+        errors = [future.exception() for future in futures if not future.cancelled() and future.exception()]
+        # The batches that stopped because another failed may finish first: report the cause.
+        causes = [error for error in errors if not isinstance(error, _Cancelled)]
+        if causes or errors:
+            raise (causes or errors)[0]
         return result
 
     # --- one batch ---------------------------------------------------------
@@ -172,7 +181,7 @@ class OpenAICompatibleProvider(EmbeddingProvider):
                     failure,
                     delay,
                 )
-                if cancelled.wait(delay):
+                if self._clock.wait(delay, cancelled):
                     raise _Cancelled() from None
         raise AssertionError("unreachable")
 

@@ -1,10 +1,30 @@
-"""Client-side request pacing for remote embedding APIs."""
+"""Client-side request pacing for remote embedding APIs, and the clock it runs on."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+
+
+class Clock:
+    """The time the providers pace and back off by.
+
+    Injected so tests replace it with one that records the waits asked of it instead
+    of sleeping: what they assert is the schedule, never how long the machine took.
+    """
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wait(self, seconds: float, cancelled: threading.Event | None = None) -> bool:
+        """Let `seconds` pass; True as soon as `cancelled` is set (then it returns early)."""
+        if cancelled is None:
+            time.sleep(seconds)
+            return False
+        return cancelled.wait(seconds)
+
+
+SYSTEM_CLOCK = Clock()
 
 
 class RequestRateLimiter:
@@ -17,30 +37,25 @@ class RequestRateLimiter:
     several workers share one quota.
     """
 
-    def __init__(
-        self,
-        requests_per_minute: int | None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, requests_per_minute: int | None, *, clock: Clock = SYSTEM_CLOCK) -> None:
         if requests_per_minute is not None and requests_per_minute <= 0:
             raise ValueError(f"requests_per_minute must be positive (got {requests_per_minute})")
         self._interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
         self._clock = clock
         self._lock = threading.Lock()
-        self._next_start = 0.0
+        self._next_start: float | None = None
 
     def wait_for_slot(self, cancelled: threading.Event | None = None) -> bool:
         """Block until this caller may start a request; False if cancelled meanwhile."""
+        if cancelled is not None and cancelled.is_set():
+            return False
         if not self._interval:
-            return not (cancelled is not None and cancelled.is_set())
+            return True
         with self._lock:
-            now = self._clock()
-            start = max(now, self._next_start)
+            now = self._clock.now()
+            start = now if self._next_start is None else max(now, self._next_start)
             self._next_start = start + self._interval
         delay = start - now
-        if cancelled is None:
-            if delay > 0:
-                time.sleep(delay)
-            return True
-        return not cancelled.wait(delay) if delay > 0 else not cancelled.is_set()
+        if delay > 0:
+            return not self._clock.wait(delay, cancelled)
+        return not (cancelled is not None and cancelled.is_set())

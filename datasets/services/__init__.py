@@ -4,15 +4,24 @@ The build pipeline is described in ``datasets.services.build``; callers use the 
 re-exported here (``from datasets import services``).
 """
 
-from datasets.services.build import TRANSIENT_DATABASE_ERRORS, dataset_version_build
+from datasets.services.build import dataset_version_build
 from datasets.services.build_requests import (
     DEFAULT_DATASET_NAME,
+    DEFAULT_SEED,
     DEFAULT_SPLIT_RATIOS,
+    MAX_DATASET_NAME_LENGTH,
     MAX_ERROR_AIDS_LISTED,
+    BuildRequest,
+    BuildStarted,
+    SamplingRequest,
+    build_request_video_count,
+    dataset_build_request,
     dataset_task_cancel,
     dataset_task_resume,
     dataset_version_request,
     dataset_version_request_from_sampling,
+    embedding_model_for_build,
+    validation_error_message,
 )
 from datasets.services.cleanup import dataset_tasks_cleanup, dataset_version_delete, dataset_versions_cleanup
 from datasets.services.embedding_models import embedding_models_sync, embedding_registry
@@ -23,11 +32,14 @@ from datasets.services.job_lifecycle import (
     HEARTBEAT_INTERVAL_SECONDS,
     PENDING_NEVER_STARTED_MARGIN,
     PROGRESS_MIN_INTERVAL_SECONDS,
+    REDELIVERY_LOCK_WAIT_SECONDS,
     STEP_NAMES,
+    TRANSIENT_DATABASE_ERRORS,
     BuildAborted,
     BuildFailed,
     dataset_task_fail,
     dataset_task_mark_stale,
+    job_max_attempts,
     pending_stale_after,
     stale_after,
 )
@@ -35,19 +47,27 @@ from datasets.services.job_lifecycle import (
 __all__ = [
     "BUILD_STEPS",
     "DEFAULT_DATASET_NAME",
+    "DEFAULT_SEED",
     "DEFAULT_SPLIT_RATIOS",
     "EMBED_CHUNK_TEXTS",
     "EXPORT_FORMATS",
     "HEARTBEAT_INTERVAL_SECONDS",
     "LOCAL_EMBED_CHUNK_TEXTS",
     "LOOKUP_CHUNK_CHECKSUMS",
+    "MAX_DATASET_NAME_LENGTH",
     "MAX_ERROR_AIDS_LISTED",
     "PENDING_NEVER_STARTED_MARGIN",
     "PROGRESS_MIN_INTERVAL_SECONDS",
+    "REDELIVERY_LOCK_WAIT_SECONDS",
     "STEP_NAMES",
     "TRANSIENT_DATABASE_ERRORS",
     "BuildAborted",
     "BuildFailed",
+    "BuildRequest",
+    "BuildStarted",
+    "SamplingRequest",
+    "build_request_video_count",
+    "dataset_build_request",
     "dataset_task_cancel",
     "dataset_task_fail",
     "dataset_task_mark_stale",
@@ -59,8 +79,11 @@ __all__ = [
     "dataset_version_request",
     "dataset_version_request_from_sampling",
     "dataset_versions_cleanup",
+    "embedding_model_for_build",
     "embedding_models_sync",
     "embedding_registry",
+    "job_max_attempts",
     "pending_stale_after",
     "stale_after",
+    "validation_error_message",
 ]

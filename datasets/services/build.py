@@ -31,57 +31,47 @@ on commit. The job body, ``dataset_version_build()``:
 
 Progress goes into the task row (step, done/total, percentage, ETA, message) together
 with a heartbeat; in-step writes are throttled to one per
-``PROGRESS_MIN_INTERVAL_SECONDS``, step boundaries always write. Every write is
-fenced by ``attempts`` (incremented when a worker claims the task): a worker that
-lost its claim (task cancelled, or taken over after its heartbeat went stale) stops at
-its next write instead of racing the new one.
+``PROGRESS_MIN_INTERVAL_SECONDS`` of the job's clock, step boundaries always write.
+Every write is fenced by ``attempts`` (incremented when a worker claims the task): a
+worker that lost its claim (task cancelled, or taken over) stops at its next write
+instead of racing the new one.
 
-Delivery semantics (Redis broker, acks late, DESIGN §6): a second delivery of a task
-that is running with a fresh heartbeat returns at once; a completed, failed or
-cancelled task is never rerun by a delivery (``dataset_task_resume()`` re-queues
-explicitly); a running task whose heartbeat is older than ``stale_after()`` is taken
-over by the next delivery, or marked failed by ``dataset_task_mark_stale()``.
+Delivery semantics (Redis broker, acks late, DESIGN §6; ``job_lifecycle``): a second
+delivery of a task whose worker is alive (it holds the task's advisory lock) returns at
+once; a completed, failed or cancelled task is never rerun by a delivery
+(``dataset_task_resume()`` re-queues explicitly); a running task whose worker died
+(lock free, or heartbeat older than ``stale_after()``) is taken over by the next
+delivery or re-queued by the sweeper, up to ``CVSA_JOB_MAX_ATTEMPTS`` worker starts,
+and resumes from the embeddings already stored.
 """
 
 from __future__ import annotations
 
-import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from datasets import pgcopy
-from datasets.embedding_providers import EmbeddingProviderError
-from datasets.embedding_registry import EmbeddingRegistryError
 from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, DatasetVersionItem, DatasetVersionStatus
-from datasets.selectors import _as_uuid
-from datasets.services.build_state import _BuildState, _Member
-from datasets.services.embedding_models import _embedding_models_upsert, embedding_registry
-from datasets.services.embedding_store import _existing_embeddings, _generate_embeddings
+from datasets.selectors import VIDEO_CONSENSUS_FROM
+from datasets.services.build_state import BuildMember, BuildState
+from datasets.services.embedding_models import embedding_models_upsert, embedding_registry
+from datasets.services.embedding_store import existing_embeddings, generate_embeddings
 from datasets.services.job_lifecycle import (
     BUILD_STEPS,
-    STEP_NAMES,
     BuildAborted,
     BuildFailed,
-    _BuildProgress,
-    _task_claim,
-    _task_fail,
-    _task_release_after_transient_error,
+    BuildProgress,
+    Clock,
+    build_job_run,
 )
-from datasets.services.splits import _assign_splits, _content_hash, _summary
+from datasets.services.splits import assign_splits, build_summary, content_hash
 from datasets.text_composition import compose_video_text, text_checksum
-from labeling.models import Video, VideoConsensus
-
-logger = logging.getLogger(__name__)
-
-
-TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
-
 
 def dataset_version_build(
     *,
@@ -89,62 +79,46 @@ def dataset_version_build(
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     celery_task_id: str | None = None,
     claim_attempt: int | None = None,
+    lock_wait_seconds: float = 0.0,
+    clock: Clock = time.monotonic,
 ) -> DatasetTask:
     """The build job (idempotent). Returns the task row as it ends up.
 
-    A task that is completed, failed, cancelled, or running with a fresh heartbeat is
+    A task that is completed, failed, cancelled, or running in a live worker is
     returned untouched. Errors (embedding API, bad data) end as status ``failed`` with
     the message in ``error``; they are not raised. Transient database errors are
     raised (the Celery task retries them) after releasing the claim when possible.
     ``on_progress`` receives every progress snapshot (for a CLI progress bar).
-    ``claim_attempt`` is set by a Celery retry: the attempt that hit the transient error,
-    which the retry may take over even when the release could not reach the database.
-    The raised error carries it as ``claim_attempt``.
+    ``claim_attempt`` is set by a Celery retry or a sweeper re-queue: the attempt this
+    message may take over. ``lock_wait_seconds``: how long a redelivered message waits
+    for a dying worker's lock (``job_lifecycle.task_claim``). ``clock`` paces the
+    progress writes (tests pass a fake one).
     """
-    task_uuid = _as_uuid(task_id, "task_id")
-    if not _task_claim(task_uuid, celery_task_id=celery_task_id, claim_attempt=claim_attempt):
-        task = DatasetTask.objects.get(pk=task_uuid)
-        logger.info("dataset task %s not claimed (status %s): nothing to do", task_uuid, task.status)
-        return task
-    task = DatasetTask.objects.select_related("dataset_version__embedding_model").get(pk=task_uuid)
-    progress = _BuildProgress(task.pk, task.attempts, on_progress)
-    progress.step(STEP_NAMES[0], message="Loading videos and labels", write=False)  # the claim wrote it
-    try:
-        if task.dataset_version is None:
-            raise BuildFailed("its dataset version was deleted")
-        if task.dataset_version.status != DatasetVersionStatus.BUILDING:
-            raise BuildFailed(f"dataset version {task.dataset_version.pk} is {task.dataset_version.status}")
-        _build(task, task.dataset_version, progress)
-    except BuildAborted as aborted:
-        logger.warning("dataset build %s stopped: %s", task_uuid, aborted)
-    except TRANSIENT_DATABASE_ERRORS as error:
-        _task_release_after_transient_error(task_uuid, progress.attempt)
-        error.claim_attempt = progress.attempt
-        raise
-    except ValidationError as error:  # e.g. the registry changed a model's identity
-        _task_fail(task, progress, "; ".join(error.messages))
-    except (BuildFailed, EmbeddingProviderError, EmbeddingRegistryError, pgcopy.CopyFormatError, ValueError) as error:
-        _task_fail(task, progress, str(error))
-    except Exception as error:  # a bug or an unexpected database error: fail visibly, keep the trace in the log
-        logger.exception("dataset build %s failed", task_uuid)
-        _task_fail(task, progress, f"{type(error).__name__}: {error}")
-    return DatasetTask.objects.get(pk=task_uuid)
+    return build_job_run(
+        task_id,
+        _build,
+        on_progress=on_progress,
+        celery_task_id=celery_task_id,
+        claim_attempt=claim_attempt,
+        lock_wait_seconds=lock_wait_seconds,
+        clock=clock,
+    )
 
 
-def _build(task: DatasetTask, version: DatasetVersion, progress: _BuildProgress) -> None:
+def _build(task: DatasetTask, version: DatasetVersion, progress: BuildProgress) -> None:
     registry = embedding_registry()
     key = version.embedding_model.key
     if key not in registry:
         raise BuildFailed(f"embedding model {key!r} is no longer in the registry ({settings.CVSA_EMBEDDING_MODELS_FILE})")
     spec = registry.get(key)
-    model = _embedding_models_upsert([spec])[key]  # ValidationError when the key's identity changed
+    model = embedding_models_upsert([spec])[key]  # ValidationError when the key's identity changed
     if spec.dimensions != version.embedding_dimensions:
         raise BuildFailed(
             f"embedding model {key!r} now has {spec.dimensions} dimensions, but the build was requested with "
             f"{version.embedding_dimensions}; request a new build"
         )
 
-    state = _BuildState()
+    state = BuildState()
     rows = _load_videos(version.requested_aids)
 
     progress.step("preparing_text", total=len(rows), message=f"Composing texts of {len(rows)} videos", write=False)
@@ -162,7 +136,7 @@ def _build(task: DatasetTask, version: DatasetVersion, progress: _BuildProgress)
     if version.force_regenerate:
         missing = distinct
     else:
-        state.embedding_ids.update(_existing_embeddings(model.pk, spec.dimensions, distinct))
+        state.embedding_ids.update(existing_embeddings(model.pk, spec.dimensions, distinct))
         missing = [checksum for checksum in distinct if checksum not in state.embedding_ids]
 
     progress.step(
@@ -171,23 +145,23 @@ def _build(task: DatasetTask, version: DatasetVersion, progress: _BuildProgress)
         message=f"Embedding {len(missing)} new texts ({len(distinct) - len(missing)} reused)",
     )
     if missing:
-        _generate_embeddings(spec, model.pk, missing, state, progress, overwrite=version.force_regenerate)
+        generate_embeddings(spec, model.pk, missing, state, progress, overwrite=version.force_regenerate)
     # new = rows this build actually wrote (a concurrent build may have stored some first;
     # force_regenerate keeps the vectors of ready versions); reused = the rest.
     state.reused_embeddings = len(distinct) - state.new_embeddings
 
     progress.step("building_dataset", total=len(state.members), message="Splitting and hashing", write=False)
-    _assign_splits(state.members, version.split_ratios, version.seed)
-    content_hash = _content_hash(
+    assign_splits(state.members, version.split_ratios, version.seed)
+    members_hash = content_hash(
         state.members,
         model_key=key,
         dimensions=version.embedding_dimensions,
         template_version=version.text_template_version,
     )
-    summary = _summary(state)
+    summary = build_summary(state)
 
     progress.step("saving_dataset", total=len(state.members), message=f"Freezing {len(state.members)} records")
-    _freeze(task, version, state, summary, content_hash, progress)
+    _freeze(task, version, state, summary, members_hash, progress)
 
 
 def _load_videos(aids: list[int]) -> list[tuple]:
@@ -195,14 +169,13 @@ def _load_videos(aids: list[int]) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT v.id, v.aid, v.title, v.description, v.tags, c.value, c.is_inconsistent "
-            f"FROM {Video._meta.db_table} v JOIN {VideoConsensus._meta.db_table} c ON c.video_id = v.id "
-            "WHERE v.aid = ANY(%s)",
+            f"FROM {VIDEO_CONSENSUS_FROM} WHERE v.aid = ANY(%s)",
             [list(aids)],
         )
         return cursor.fetchall()
 
 
-def _select_members(version: DatasetVersion, rows: list[tuple], state: _BuildState) -> None:
+def _select_members(version: DatasetVersion, rows: list[tuple], state: BuildState) -> None:
     counts = dict.fromkeys(
         ("unlabeled_excluded", "inconsistent_excluded", "inconsistent_included", "empty_text_excluded"), 0
     )
@@ -223,16 +196,16 @@ def _select_members(version: DatasetVersion, rows: list[tuple], state: _BuildSta
             counts["inconsistent_included"] += 1
         checksum = text_checksum(text)
         state.texts.setdefault(checksum, text)
-        state.members.append(_Member(video_id, aid, bool(value), bool(is_inconsistent), checksum))
+        state.members.append(BuildMember(video_id, aid, bool(value), bool(is_inconsistent), checksum))
     state.counts = counts
 
 
-def _item_rows(version_id: uuid.UUID, state: _BuildState) -> Iterable[tuple]:
+def _item_rows(version_id: uuid.UUID, state: BuildState) -> Iterable[tuple]:
     for member in state.members:
         yield (version_id, member.video_id, state.embedding_ids[member.checksum], member.label, member.split, member.is_inconsistent)
 
 
-def _items_copy(version_id: uuid.UUID, state: _BuildState) -> None:
+def _items_copy(version_id: uuid.UUID, state: BuildState) -> None:
     """All items in ONE binary COPY statement (one round trip for any number of rows).
 
     psycopg streams the rows to the server in blocks as they are written (its copy
@@ -253,10 +226,10 @@ def _items_copy(version_id: uuid.UUID, state: _BuildState) -> None:
 def _freeze(
     task: DatasetTask,
     version: DatasetVersion,
-    state: _BuildState,
+    state: BuildState,
     summary: dict[str, Any],
-    content_hash: str,
-    progress: _BuildProgress,
+    members_hash: str,
+    progress: BuildProgress,
 ) -> None:
     """ONE transaction: version ready (only if still building) + items + task completed."""
     now = timezone.now()
@@ -270,7 +243,7 @@ def _freeze(
             "inconsistent_labels": summary["inconsistent_excluded"] + summary["inconsistent_included"],
             "embedding_model": model_key,
         },
-        "content_hash": content_hash,
+        "content_hash": members_hash,
         "counts": summary,
         "frozen_vectors_kept": state.frozen_vectors_kept,
     }
@@ -282,7 +255,7 @@ def _freeze(
         )
     with transaction.atomic():
         frozen = DatasetVersion.objects.filter(pk=version.pk, status=DatasetVersionStatus.BUILDING).update(
-            status=DatasetVersionStatus.READY, frozen_at=now, content_hash=content_hash, error="", **summary
+            status=DatasetVersionStatus.READY, frozen_at=now, content_hash=members_hash, error="", **summary
         )
         if not frozen:
             raise BuildAborted(f"dataset version {version.pk} is no longer building (frozen or cancelled meanwhile)")

@@ -1,20 +1,29 @@
-"""Build requests: input cleaning, ``dataset_version_request`` (directly or from a
-sampling), queueing, resume and cancel.
+"""Build requests: ONE request object, validated in one place, and ONE service that
+turns it into a queued build; also resume and cancel.
+
+Every surface (the build form, the ML panel API, ``manage.py build_dataset``) makes a
+``BuildRequest`` and calls ``dataset_build_request(request, user=...)``, which checks
+the embedding model (known, API key configured), chooses the aids (the list given, or
+a sampling among the videos the build will keep) and writes the version and its task.
+``dataset_version_request`` and ``dataset_version_request_from_sampling`` are thin
+wrappers kept for existing callers.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
+from datasets.embedding_registry import EmbeddingModelSpec, EmbeddingRegistryError
 from datasets.models import (
     Dataset,
     DatasetTask,
@@ -23,30 +32,184 @@ from datasets.models import (
     DatasetVersion,
     DatasetVersionStatus,
 )
-from datasets.selectors import SamplingResult, _as_uuid, sampling_select
-from datasets.services.embedding_models import _embedding_models_upsert, _spec_for_key
+from datasets.selectors import (
+    VIDEO_CONSENSUS_FROM,
+    SamplingResult,
+    _as_uuid,
+    build_eligibility_condition,
+    sampling_count,
+    sampling_select,
+)
+from datasets.services.embedding_models import _spec_for_key, embedding_models_upsert, embedding_registry
 from datasets.services.job_lifecycle import BUILD_STEPS, task_mark_failed
 from datasets.text_composition import TEXT_TEMPLATE_VERSION
-from labeling.models import Video, VideoConsensus
 
 logger = logging.getLogger(__name__)
 
 
 DEFAULT_DATASET_NAME = "default"
 DEFAULT_SPLIT_RATIOS = (0.8, 0.1, 0.1)
+#: The split seed when none is given (also the ML panel's default).
+DEFAULT_SEED = 42
+MAX_DATASET_NAME_LENGTH = 200
 MAX_ERROR_AIDS_LISTED = 20
+NO_MATCH_MESSAGE = "No AIDs found matching the sampling criteria"
+SAMPLING_KEYS = ("strategy", "limit", "label_value", "metadata_filter", "seed")
+_BIGINT_MAX = 2**63 - 1
+
+
+def validation_error_message(error: ValidationError, *, with_fields: bool = True) -> str:
+    """A ``ValidationError`` as one line: ``field: message; other: message`` (for a
+    command or a log), or without the field names (``with_fields=False``, for a page
+    message). Messages that belong to no field (``NON_FIELD_ERRORS``) stand alone."""
+    if not hasattr(error, "error_dict"):
+        return "; ".join(error.messages)
+    parts = []
+    for field, messages in error.message_dict.items():
+        text = " ".join(messages)
+        parts.append(text if field == NON_FIELD_ERRORS or not with_fields else f"{field}: {text}")
+    return "; ".join(parts)
+
+
+# --- the request object ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SamplingRequest:
+    """How to choose the aids (``selectors.sampling_select``'s arguments)."""
+
+    strategy: str
+    limit: int | None = None
+    label_value: bool | None = None
+    metadata_filter: Mapping[str, Any] | None = None
+    seed: int | None = None
+
+    @classmethod
+    def from_mapping(cls, sampling: object) -> SamplingRequest:
+        """From a JSON-like object with the keys of ``SAMPLING_KEYS``; ``ValidationError``
+        (``sampling``) when it is not an object, has other keys or lacks ``strategy``."""
+        if not isinstance(sampling, Mapping):
+            raise ValidationError({"sampling": "must be an object"})
+        unknown = sorted(str(key) for key in set(sampling) - set(SAMPLING_KEYS))
+        if unknown:
+            raise ValidationError({"sampling": f"unknown key(s): {', '.join(unknown)}"})
+        if "strategy" not in sampling:
+            raise ValidationError({"sampling": "strategy is required"})
+        return cls(**sampling)
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "limit": self.limit,
+            "label_value": self.label_value,
+            "metadata_filter": None if self.metadata_filter is None else dict(self.metadata_filter),
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to build: the videos (``aid_list`` or ``sampling``, exactly one), the
+    embedding model, the dataset it is a version of, the split and the options.
+
+    Constructing one checks every field's shape and raises ``ValidationError`` keyed
+    by field (``aid_list``, ``split_ratios``, ``seed``, ``dataset_name``,
+    ``description``, ``selection``, ``sampling``) listing every problem at once; the
+    fields are then normalised (aids de-duplicated in first-seen order, ratios as
+    floats, the name stripped, None name → ``"default"``). What needs the registry or
+    the database (model, API key, aids in the corpus, sampling filters) is checked by
+    ``dataset_build_request``. ``selection`` (aid lists only) records where the aids
+    came from; a sampling records its own.
+    """
+
+    embedding_model_key: str
+    aid_list: Sequence[int] | None = None
+    sampling: SamplingRequest | Mapping[str, Any] | None = None
+    dataset_name: str | None = None
+    description: str | None = ""
+    split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS
+    seed: int = DEFAULT_SEED
+    force_regenerate: bool = False
+    include_inconsistent: bool = False
+    selection: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        errors: dict[str, str] = {}
+        normalised: dict[str, Any] = {}
+
+        def check(field: str, clean) -> None:
+            try:
+                normalised[field] = clean(getattr(self, field))
+            except ValidationError as error:
+                errors[field] = " ".join(error.messages)
+
+        if self.sampling is None:
+            check("aid_list", _clean_aid_list)
+        elif self.aid_list is not None:
+            errors["aid_list"] = "give an aid list or a sampling, not both"
+        else:
+            check("sampling", lambda sampling: sampling if isinstance(sampling, SamplingRequest)
+                  else SamplingRequest.from_mapping(sampling))
+        check("split_ratios", _clean_split_ratios)
+        check("seed", _clean_seed)
+        check("dataset_name", _clean_dataset_name)
+        if self.description is not None and not isinstance(self.description, str):
+            errors["description"] = "must be a string"
+        if self.selection is not None and not isinstance(self.selection, Mapping):
+            errors["selection"] = "must be an object"
+        if errors:
+            raise ValidationError(errors)
+        for field, value in normalised.items():
+            object.__setattr__(self, field, value)
+        object.__setattr__(self, "description", self.description or "")
+        object.__setattr__(self, "force_regenerate", bool(self.force_regenerate))
+        object.__setattr__(self, "include_inconsistent", bool(self.include_inconsistent))
+
+    @classmethod
+    def from_panel(cls, data: Mapping[str, Any]) -> BuildRequest:
+        """From an ML panel request body as its serializer validated it (the
+        ``PanelBuildOptions`` fields, plus ``aid_list`` or ``sampling``)."""
+        return cls(
+            embedding_model_key=data.get("embedding_model"),
+            aid_list=data.get("aid_list"),
+            sampling=data.get("sampling"),
+            dataset_name=data.get("name"),
+            description=data.get("description") or "",
+            split_ratios=data.get("split_ratios") or DEFAULT_SPLIT_RATIOS,
+            seed=data.get("seed", DEFAULT_SEED),
+            force_regenerate=data.get("force_regenerate", False),
+            include_inconsistent=data.get("include_inconsistent", False),
+        )
+
+    @property
+    def uses_sampling(self) -> bool:
+        return self.sampling is not None
+
+
+@dataclass(frozen=True)
+class BuildStarted:
+    """What ``dataset_build_request`` wrote: the task (``task.dataset_version`` is the
+    new version), the aids it requested, and the sampling that chose them (if any)."""
+
+    task: DatasetTask
+    aid_list: list[int]
+    sample: SamplingResult | None = None
+
+    @property
+    def requested(self) -> int:
+        return len(self.aid_list)
 
 
 def _clean_aid_list(aid_list: object) -> list[int]:
-    if aid_list is None or isinstance(aid_list, (str, bytes)) or not isinstance(aid_list, Iterable):
-        raise ValidationError({"aid_list": "must be a list of integer aids"})
+    if aid_list is None or isinstance(aid_list, (str, bytes, Mapping)) or not isinstance(aid_list, Iterable):
+        raise ValidationError("must be a list of integer aids")
     aids = list(aid_list)
     if not aids:
-        raise ValidationError({"aid_list": "is empty: give at least one aid"})
-    bad = [aid for aid in aids if not isinstance(aid, int) or isinstance(aid, bool) or aid <= 0]
+        raise ValidationError("is empty: give at least one aid")
+    bad = [aid for aid in aids if not isinstance(aid, int) or isinstance(aid, bool) or not 0 < aid <= _BIGINT_MAX]
     if bad:
         shown = ", ".join(repr(aid) for aid in bad[:MAX_ERROR_AIDS_LISTED])
-        raise ValidationError({"aid_list": f"aids must be positive integers; invalid: {shown}"})
+        raise ValidationError(f"aids must be positive integers; invalid: {shown}")
     return list(dict.fromkeys(aids))  # de-duplicated, first occurrence order
 
 
@@ -54,99 +217,147 @@ def _clean_split_ratios(split_ratios: object) -> tuple[float, float, float]:
     try:
         ratios = tuple(float(value) for value in split_ratios)  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        raise ValidationError({"split_ratios": "must be three numbers (train, val, test)"}) from None
+        raise ValidationError("must be three numbers (train, val, test)") from None
     if len(ratios) != 3:
-        raise ValidationError({"split_ratios": f"must be three numbers (train, val, test), got {len(ratios)}"})
+        raise ValidationError(f"must be three numbers (train, val, test), got {len(ratios)}")
     train, val, test = ratios
     if not (0 < train <= 1 and 0 <= val <= 1 and 0 <= test <= 1):
-        raise ValidationError({"split_ratios": f"train must be in (0, 1], val and test in [0, 1] (got {ratios})"})
+        raise ValidationError(f"train must be in (0, 1], val and test in [0, 1] (got {ratios})")
     if abs(train + val + test - 1.0) > 1e-6:
-        raise ValidationError({"split_ratios": f"must sum to 1 (got {train + val + test:g})"})
+        raise ValidationError(f"must sum to 1 (got {train + val + test:g})")
     return train, val, test
 
 
-def _check_aids_exist(aids: list[int]) -> None:
-    """One query: unknown aids, and whether any requested video has a consensus label."""
+def _clean_seed(seed: object) -> int:
+    if not isinstance(seed, int) or isinstance(seed, bool) or not -(2**63) <= seed <= _BIGINT_MAX:
+        raise ValidationError(f"must be an integer (got {seed!r})")
+    return seed
+
+
+def _clean_dataset_name(name: object) -> str:
+    name = DEFAULT_DATASET_NAME if name is None else name
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_DATASET_NAME_LENGTH:
+        raise ValidationError(f"must be a non-empty string of at most {MAX_DATASET_NAME_LENGTH} characters")
+    return name.strip()
+
+
+# --- checks that need the registry or the database -------------------------------------
+
+
+def embedding_model_for_build(key: object) -> EmbeddingModelSpec:
+    """The registry's spec for ``key``, refused (``ValidationError`` on
+    ``embedding_model``) when the key is unknown or the environment variable that must
+    hold its API key is not set: such a build could only fail, after taking a version
+    number. Raises ``EmbeddingRegistryError`` when the registry file itself is invalid."""
+    spec = _spec_for_key(key)
+    if spec.api_key_is_set is False:
+        raise ValidationError({"embedding_model": missing_api_key_message(spec)})
+    return spec
+
+
+def missing_api_key_message(spec: EmbeddingModelSpec) -> str:
+    return (
+        f"the API key of embedding model {spec.key!r} is not configured: set the environment variable "
+        f"{spec.api_key_env} for the web server and the workers, then restart them"
+    )
+
+
+def _check_aids_exist(aids: list[int], *, include_inconsistent: bool) -> None:
+    """One query: unknown aids, and whether any requested video is one a build keeps."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT v.aid, c.value IS NOT NULL FROM {Video._meta.db_table} v "
-            f"JOIN {VideoConsensus._meta.db_table} c ON c.video_id = v.id WHERE v.aid = ANY(%s)",
+            f"SELECT v.aid, c.value IS NOT NULL, {build_eligibility_condition(include_inconsistent)} "
+            f"FROM {VIDEO_CONSENSUS_FROM} WHERE v.aid = ANY(%s)",
             [aids],
         )
-        found = dict(cursor.fetchall())
+        found = {aid: (labeled, eligible) for aid, labeled, eligible in cursor.fetchall()}
     unknown = [aid for aid in aids if aid not in found]
     if unknown:
         shown = ", ".join(str(aid) for aid in unknown[:MAX_ERROR_AIDS_LISTED])
         more = f" and {len(unknown) - MAX_ERROR_AIDS_LISTED} more" if len(unknown) > MAX_ERROR_AIDS_LISTED else ""
         raise ValidationError({"aid_list": f"{len(unknown)} aid(s) not in the corpus: {shown}{more}"})
-    if not any(found.values()):
+    if not any(labeled for labeled, _ in found.values()):
         raise ValidationError({"aid_list": f"none of the {len(aids)} video(s) has a consensus label"})
+    if not any(eligible for _, eligible in found.values()):
+        raise ValidationError({"aid_list": (
+            f"none of the {len(aids)} video(s) can be used: every labeled one has disagreeing labelers "
+            "(include inconsistent videos to keep those with a majority label)"
+        )})
 
 
-def dataset_version_request(
-    *,
-    aid_list: Iterable[int],
-    embedding_model_key: str,
-    description: str | None = "",
-    split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
-    seed: int = 42,
-    force_regenerate: bool = False,
-    include_inconsistent: bool = False,
-    dataset_name: str | None = None,
-    user=None,
-    selection: dict[str, Any] | None = None,
-    enqueue: bool = True,
-) -> DatasetTask:
-    """Validate a build request, create the version + task, queue the job on commit.
+def build_request_video_count(request: BuildRequest) -> int:
+    """How many videos ``request`` would be built from (nothing is written): the aids
+    listed, or what its sampling would take among the videos a build keeps (one query).
+    Raises the sampling's ``ValidationError``."""
+    if not request.uses_sampling:
+        return len(request.aid_list)
+    counted = sampling_count(**request.sampling.arguments(), include_inconsistent=request.include_inconsistent)
+    return counted.sampled_count
 
-    Returns the ``DatasetTask`` (``task.id`` is the client's ``task_id``;
-    ``task.dataset_version_id`` its ``dataset_id``). Raises ``ValidationError`` keyed by
-    field (``aid_list``, ``embedding_model``, ``split_ratios``, ``seed``,
-    ``dataset_name``, ``description``) with nothing written. ``dataset_name`` None
-    files the version under the dataset ``"default"``. ``selection`` records how the
-    aids were chosen (e.g. ``SamplingResult.selection()``). ``enqueue=False`` leaves
-    the task pending for an in-process ``dataset_version_build`` (``--sync``).
+
+# --- the service -----------------------------------------------------------------------
+
+
+def dataset_build_request(request: BuildRequest, *, user=None, enqueue: bool = True) -> BuildStarted:
+    """Check ``request`` against the registry and the corpus, create the version + task,
+    queue the job on commit.
+
+    The model must be in the registry with its API key configured
+    (``embedding_model_for_build``). A sampling chooses among the videos the build keeps
+    (consensus label, agreeing labelers unless ``include_inconsistent``), so its
+    ``limit`` and ``balanced`` quotas hold; an aid list must name known videos, some of
+    them usable. Raises ``ValidationError`` keyed by field (``embedding_model``,
+    ``aid_list``, ``sampling`` "No AIDs found matching the sampling criteria", the
+    sampling's own fields) with nothing written. ``enqueue=False`` leaves the task
+    pending for an in-process ``dataset_version_build`` (``--sync``).
     """
-    aids = _clean_aid_list(aid_list)
-    ratios = _clean_split_ratios(split_ratios)
-    errors: dict[str, str] = {}
-    if not isinstance(seed, int) or isinstance(seed, bool) or not -(2**63) <= seed < 2**63:
-        errors["seed"] = f"must be an integer (got {seed!r})"
-    if description is not None and not isinstance(description, str):
-        errors["description"] = "must be a string"
-    name = DEFAULT_DATASET_NAME if dataset_name is None else dataset_name
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        errors["dataset_name"] = "must be a non-empty string of at most 200 characters"
-    if selection is not None and not isinstance(selection, dict):
-        errors["selection"] = "must be an object"
-    if errors:
-        raise ValidationError(errors)
-    spec = _spec_for_key(embedding_model_key)
-    _check_aids_exist(aids)
+    spec = embedding_model_for_build(request.embedding_model_key)
+    sample = None
+    if request.uses_sampling:
+        sample = sampling_select(**request.sampling.arguments(), include_inconsistent=request.include_inconsistent)
+        if not sample.aid_list:
+            raise ValidationError({"sampling": NO_MATCH_MESSAGE})
+        aids, selection = sample.aid_list, sample.selection()
+    else:
+        aids, selection = list(request.aid_list), dict(request.selection or {"strategy": "aid_list"})
+        _check_aids_exist(aids, include_inconsistent=request.include_inconsistent)
+    task = _version_and_task_create(request, spec, aids, selection, user=user, enqueue=enqueue)
+    return BuildStarted(task=task, aid_list=aids, sample=sample)
 
+
+def _version_and_task_create(
+    request: BuildRequest,
+    spec: EmbeddingModelSpec,
+    aids: list[int],
+    selection: dict[str, Any],
+    *,
+    user,
+    enqueue: bool,
+) -> DatasetTask:
     user_id = getattr(user, "pk", None) if user is not None and getattr(user, "is_authenticated", False) else None
+    ratios = request.split_ratios
     with transaction.atomic():
-        model = _embedding_models_upsert([spec])[spec.key]
+        model = embedding_models_upsert([spec])[spec.key]
         dataset, _ = Dataset.objects.select_for_update().get_or_create(
-            name=name.strip(), defaults={"created_by_id": user_id}
+            name=request.dataset_name, defaults={"created_by_id": user_id}
         )
         number = (dataset.versions.aggregate(highest=Max("number"))["highest"] or 0) + 1
         version = DatasetVersion.objects.create(
             dataset=dataset,
             number=number,
-            description=description or "",
+            description=request.description,
             created_by_id=user_id,
             embedding_model=model,
             embedding_dimensions=spec.dimensions,
-            selection=selection or {"strategy": "aid_list"},
+            selection=selection,
             requested_aids=aids,
             text_template_version=TEXT_TEMPLATE_VERSION,
             train_ratio=ratios[0],
             val_ratio=ratios[1],
             test_ratio=ratios[2],
-            seed=seed,
-            force_regenerate=bool(force_regenerate),
-            include_inconsistent=bool(include_inconsistent),
+            seed=request.seed,
+            force_regenerate=request.force_regenerate,
+            include_inconsistent=request.include_inconsistent,
         )
         task = DatasetTask.objects.create(
             type=DatasetTaskType.BUILD,
@@ -155,12 +366,12 @@ def dataset_version_request(
             params={
                 "aid_count": len(aids),
                 "embedding_model": spec.key,
-                "force_regenerate": bool(force_regenerate),
-                "include_inconsistent": bool(include_inconsistent),
+                "force_regenerate": request.force_regenerate,
+                "include_inconsistent": request.include_inconsistent,
                 "split_ratios": list(ratios),
-                "seed": seed,
+                "seed": request.seed,
                 "dataset_name": dataset.name,
-                "description": description or None,
+                "description": request.description or None,
             },
             total_steps=len(BUILD_STEPS),
             message="Task initialized",
@@ -171,43 +382,57 @@ def dataset_version_request(
     return task
 
 
+# --- the older entry points (thin wrappers) ----------------------------------------------
+
+
+def dataset_version_request(
+    *,
+    aid_list: Iterable[int],
+    embedding_model_key: str,
+    description: str | None = "",
+    split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
+    seed: int = DEFAULT_SEED,
+    force_regenerate: bool = False,
+    include_inconsistent: bool = False,
+    dataset_name: str | None = None,
+    user=None,
+    selection: dict[str, Any] | None = None,
+    enqueue: bool = True,
+) -> DatasetTask:
+    """``dataset_build_request`` for an aid list; returns the ``DatasetTask``."""
+    request = BuildRequest(
+        embedding_model_key=embedding_model_key,
+        aid_list=aid_list,
+        dataset_name=dataset_name,
+        description=description,
+        split_ratios=split_ratios,
+        seed=seed,
+        force_regenerate=force_regenerate,
+        include_inconsistent=include_inconsistent,
+        selection=selection,
+    )
+    return dataset_build_request(request, user=user, enqueue=enqueue).task
+
+
 def dataset_version_request_from_sampling(
     *,
     sampling: dict[str, Any],
     embedding_model_key: str,
     description: str | None = "",
+    user=None,
+    enqueue: bool = True,
     **build_kwargs: Any,
 ) -> tuple[DatasetTask, SamplingResult]:
-    """Sample aids (``selectors.sampling_select``), then request a build of them.
-
-    ``sampling`` holds ``strategy``, ``limit``, ``label_value``, ``metadata_filter`` and
-    ``seed`` (missing keys: the selector's defaults); the version's ``selection`` is
-    ``SamplingResult.selection()``. Other keyword arguments go to
-    ``dataset_version_request``. Raises ``ValidationError`` (``sampling``: "No AIDs
-    found matching the sampling criteria") when nothing matches, and the selector's and
-    ``dataset_version_request``'s errors; nothing is written then.
-    """
-    if not isinstance(sampling, dict):
-        raise ValidationError({"sampling": "must be an object"})
-    unknown = sorted(set(sampling) - _SAMPLING_KEYS)
-    if unknown:
-        raise ValidationError({"sampling": f"unknown key(s): {', '.join(unknown)}"})
+    """``dataset_build_request`` for a sampling (a dict with ``SAMPLING_KEYS``);
+    returns the task and the ``SamplingResult``."""
     if "selection" in build_kwargs or "aid_list" in build_kwargs:
         raise TypeError("dataset_version_request_from_sampling() chooses aid_list and selection itself")
-    result = sampling_select(**sampling)
-    if not result.aid_list:
-        raise ValidationError({"sampling": "No AIDs found matching the sampling criteria"})
-    task = dataset_version_request(
-        aid_list=result.aid_list,
-        embedding_model_key=embedding_model_key,
-        description=description,
-        selection=result.selection(),
-        **build_kwargs,
+    request = BuildRequest(
+        embedding_model_key=embedding_model_key, sampling=sampling, description=description, **build_kwargs
     )
-    return task, result
+    started = dataset_build_request(request, user=user, enqueue=enqueue)
+    return started.task, started.sample
 
-
-_SAMPLING_KEYS = frozenset({"strategy", "limit", "label_value", "metadata_filter", "seed"})
 
 
 def _enqueue_build(task_id: uuid.UUID, celery_task_id: str) -> None:
@@ -223,15 +448,29 @@ def _enqueue_build(task_id: uuid.UUID, celery_task_id: str) -> None:
         task_mark_failed(task_id, message, Q(status=DatasetTaskStatus.PENDING))
 
 
+def _check_api_key_for_resume(model_key: str) -> None:
+    """A resume whose model has no API key configured here could only fail again."""
+    try:
+        registry = embedding_registry()
+    except EmbeddingRegistryError:
+        return  # the build reports the invalid registry itself
+    if model_key in registry and registry.get(model_key).api_key_is_set is False:
+        raise ValidationError({"embedding_model": missing_api_key_message(registry.get(model_key))})
+
+
 def dataset_task_resume(task_id: uuid.UUID | str, *, enqueue: bool = True) -> DatasetTask:
     """Re-queue a failed or cancelled build; it reuses every embedding already stored.
 
     Raises ``DatasetTask.DoesNotExist`` or ``ValidationError`` (``task_id``) when the task
-    is not a resumable build.
+    is not a resumable build, (``embedding_model``) when its model's API key is not set.
     """
     task_uuid = _as_uuid(task_id, "task_id")
     with transaction.atomic():
-        task = DatasetTask.objects.select_for_update(of=("self",)).select_related("dataset_version").get(pk=task_uuid)
+        task = (
+            DatasetTask.objects.select_for_update(of=("self",))
+            .select_related("dataset_version__embedding_model")
+            .get(pk=task_uuid)
+        )
         if task.type != DatasetTaskType.BUILD:
             raise ValidationError({"task_id": f"task {task.pk} is a {task.type} task, not a build"})
         if task.status in (DatasetTaskStatus.PENDING, DatasetTaskStatus.RUNNING, DatasetTaskStatus.COMPLETED):
@@ -241,6 +480,7 @@ def dataset_task_resume(task_id: uuid.UUID | str, *, enqueue: bool = True) -> Da
             raise ValidationError({"task_id": f"task {task.pk}: its dataset version was deleted"})
         if version.status == DatasetVersionStatus.READY:
             raise ValidationError({"task_id": f"task {task.pk}: dataset version {version.pk} is already ready"})
+        _check_api_key_for_resume(version.embedding_model.key)
         other = (
             DatasetTask.objects.filter(
                 dataset_version_id=version.pk, status__in=[DatasetTaskStatus.PENDING, DatasetTaskStatus.RUNNING]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 
 @dataclass
-class _Member:
+class BuildMember:
     video_id: int
     aid: int
     label: bool
@@ -16,8 +16,8 @@ class _Member:
 
 
 @dataclass
-class _BuildState:
-    members: list[_Member] = field(default_factory=list)
+class BuildState:
+    members: list[BuildMember] = field(default_factory=list)
     texts: dict[str, str] = field(default_factory=dict)  # checksum -> text
     embedding_ids: dict[str, int] = field(default_factory=dict)  # checksum -> Embedding.id
     counts: dict[str, int] = field(default_factory=dict)

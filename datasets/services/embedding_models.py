@@ -47,8 +47,11 @@ def _identity(model_or_spec: EmbeddingModel | EmbeddingModelSpec) -> tuple[str, 
     return (model_or_spec.name, model_or_spec.type, model_or_spec.dimensions)
 
 
-def _embedding_models_upsert(specs: Sequence[EmbeddingModelSpec]) -> dict[str, EmbeddingModel]:
+def embedding_models_upsert(specs: Sequence[EmbeddingModelSpec]) -> dict[str, EmbeddingModel]:
     """Upsert rows for ``specs`` by key and return them, in ONE statement.
+
+    Safe under concurrency: several processes syncing the same new key at once all get
+    its row (one inserts it, the others read it back).
 
     Rows whose fields did not change are not rewritten (``updated_at`` means "last
     changed"); their current version comes from the second half of the UNION.
@@ -92,6 +95,12 @@ def _embedding_models_upsert(specs: Sequence[EmbeddingModelSpec]) -> dict[str, E
         SELECT m.* FROM {table} m JOIN input USING (key) WHERE m.key NOT IN (SELECT key FROM upserted)
     """
     models = {model.key: model for model in EmbeddingModel.objects.raw(sql, params)}
+    missing = [spec.key for spec in specs if spec.key not in models]
+    if missing:
+        # A concurrent first sync inserted these keys after this statement's snapshot: the
+        # INSERT waited for it, found its row unchanged (nothing to return), and the
+        # snapshot cannot see it. A new statement (READ COMMITTED) does.
+        models.update((model.key, model) for model in EmbeddingModel.objects.filter(key__in=missing))
     refused = [spec for spec in specs if spec.key in models and _identity(models[spec.key]) != _identity(spec)]
     if refused:
         raise ValidationError({"embedding_model": [_identity_change_message(models[spec.key], spec) for spec in refused]})
@@ -114,7 +123,7 @@ def embedding_models_sync(registry: EmbeddingRegistry | None = None) -> dict[str
     Returns ``{key: EmbeddingModel}`` for the keys in the registry.
     """
     registry = registry or embedding_registry()
-    return _embedding_models_upsert(list(registry))
+    return embedding_models_upsert(list(registry))
 
 
 def _spec_for_key(key: object, registry: EmbeddingRegistry | None = None) -> EmbeddingModelSpec:

@@ -16,8 +16,8 @@ from datasets import pgcopy
 from datasets.embedding_providers import provider_for
 from datasets.embedding_registry import EmbeddingModelSpec
 from datasets.models import DatasetVersionItem, Embedding
-from datasets.services.build_state import _BuildState
-from datasets.services.job_lifecycle import HEARTBEAT_INTERVAL_SECONDS, BuildFailed, _BuildProgress
+from datasets.services.build_state import BuildState
+from datasets.services.job_lifecycle import HEARTBEAT_INTERVAL_SECONDS, BuildFailed, BuildProgress
 
 
 # --- tuning (module constants so tests and benchmarks can state / patch them) ----
@@ -33,7 +33,7 @@ LOOKUP_CHUNK_CHECKSUMS = 20_000
 _STAGE_TABLE = "datasets_embedding_stage"
 
 
-def _existing_embeddings(model_id: int, dimensions: int, checksums: list[str]) -> dict[str, int]:
+def existing_embeddings(model_id: int, dimensions: int, checksums: list[str]) -> dict[str, int]:
     """checksum -> Embedding.id for stored vectors: one query per LOOKUP_CHUNK_CHECKSUMS."""
     found: dict[str, int] = {}
     table = Embedding._meta.db_table
@@ -47,12 +47,12 @@ def _existing_embeddings(model_id: int, dimensions: int, checksums: list[str]) -
     return found
 
 
-def _generate_embeddings(
+def generate_embeddings(
     spec: EmbeddingModelSpec,
     model_id: int,
     missing: list[str],
-    state: _BuildState,
-    progress: _BuildProgress,
+    state: BuildState,
+    progress: BuildProgress,
     *,
     overwrite: bool,
 ) -> None:
@@ -84,7 +84,7 @@ def _generate_embeddings(
         provider.close()
 
 
-def _wait_for(future: Future, progress: _BuildProgress) -> Any:
+def _wait_for(future: Future, progress: BuildProgress) -> Any:
     while True:
         try:
             return future.result(timeout=HEARTBEAT_INTERVAL_SECONDS / 2)
@@ -116,8 +116,12 @@ def _embeddings_store(model_id: int, checksums: list[str], vectors: np.ndarray, 
     stored it first). With ``overwrite`` (force_regenerate) it is replaced, unless an
     item of a ready version refers to it: a frozen version's vectors never change, so
     that row is kept and counted in ``frozen_kept``. Vectors of one key always have
-    the key's dimensions (``_embedding_models_upsert`` refuses to change them once
+    the key's dimensions (``embedding_models_upsert`` refuses to change them once
     vectors exist). Autocommit: the chunk is durable when this returns.
+
+    Rows are written in checksum order: two builds of one model storing overlapping
+    texts at once then take the rows' locks in the same order, so they wait for each
+    other instead of deadlocking.
     """
     table = Embedding._meta.db_table
     item_table = DatasetVersionItem._meta.db_table
@@ -137,7 +141,7 @@ def _embeddings_store(model_id: int, checksums: list[str], vectors: np.ndarray, 
             f"""
             WITH staged AS (DELETE FROM {_STAGE_TABLE} RETURNING checksum, vector)
             INSERT INTO {table} AS e (model_id, checksum, dimensions, vector, created_at)
-            SELECT %s, checksum, vector_dims(vector), vector, now() FROM staged
+            SELECT %s, checksum, vector_dims(vector), vector, now() FROM staged ORDER BY checksum
             ON CONFLICT (model_id, checksum) {on_conflict}
             RETURNING e.checksum, e.id, (e.xmax = 0) AS inserted
             """,
@@ -148,7 +152,7 @@ def _embeddings_store(model_id: int, checksums: list[str], vectors: np.ndarray, 
     inserted = sum(1 for *_, was_inserted in rows if was_inserted)
     absent = [checksum for checksum in checksums if checksum not in ids]
     if absent:  # stored meanwhile by another build, or (overwrite) used by a ready version
-        ids.update(_existing_embeddings(model_id, vectors.shape[1], absent))
+        ids.update(existing_embeddings(model_id, vectors.shape[1], absent))
         lost = [checksum for checksum in absent if checksum not in ids]
         if lost:
             raise BuildFailed(

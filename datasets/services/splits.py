@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from datasets.models import Split
-from datasets.services.build_state import _BuildState, _Member
+from datasets.services.build_state import BuildMember, BuildState
 
 
 def _split_rank_key(seed: int, aid: int) -> bytes:
@@ -23,7 +23,7 @@ def _split_sizes(count: int, ratios: tuple[float, float, float]) -> tuple[int, i
     return sizes[0], sizes[1], sizes[2]
 
 
-def _assign_splits(members: list[_Member], ratios: tuple[float, float, float], seed: int) -> None:
+def assign_splits(members: list[BuildMember], ratios: tuple[float, float, float], seed: int) -> None:
     """Deterministic, stratified by label: within each label, members are ranked by
     blake2b(seed:aid) and cut by the ratios. The same seed keeps a video in the same
     split across versions except near the cut points."""
@@ -34,7 +34,7 @@ def _assign_splits(members: list[_Member], ratios: tuple[float, float, float], s
             member.split = Split.TRAIN if position < train else Split.VAL if position < train + val else Split.TEST
 
 
-def _content_hash(members: list[_Member], *, model_key: str, dimensions: int, template_version: str) -> str:
+def content_hash(members: list[BuildMember], *, model_key: str, dimensions: int, template_version: str) -> str:
     """sha256 over a header line ``model_key\\tdimensions\\ttemplate_version\\n``, then
     the lines ``aid\\tchecksum\\tlabel(0/1)\\tsplit\\n`` sorted by aid.
 
@@ -48,7 +48,7 @@ def _content_hash(members: list[_Member], *, model_key: str, dimensions: int, te
     return digest.hexdigest()
 
 
-def _summary(state: _BuildState) -> dict[str, Any]:
+def build_summary(state: BuildState) -> dict[str, Any]:
     split_counts = {split: {"total": 0, "positives": 0, "negatives": 0} for split in Split.values}
     for member in state.members:
         bucket = split_counts[member.split]

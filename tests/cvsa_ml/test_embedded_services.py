@@ -205,10 +205,9 @@ def test_hanging_pg_ctl_becomes_an_error(tmp_path, monkeypatch):
     pgdata.mkdir()
     (pgdata / "PG_VERSION").write_text("16\n")
 
-    started = time.monotonic()
+    # The message is raised only by the timeout: a hang would leave pg_ctl's 30 s sleep running.
     with pytest.raises(es.EmbeddedServiceError, match="pg_ctl stop did not finish within 0.5 s"):
         es.postgres_stop(tmp_path)
-    assert time.monotonic() - started < 10
 
 
 def test_run_turns_every_subprocess_failure_into_an_embedded_service_error(tmp_path):
@@ -295,8 +294,9 @@ def test_a_server_orphaned_by_deleting_its_data_dir_is_stopped_before_a_fresh_st
         except FileNotFoundError:
             return True
 
-    deadline = time.monotonic() + 10
+    # SIGQUIT was sent during the start; its exit is waited for, up to a deadline only a hang reaches.
+    deadline = time.monotonic() + 60
     while not exited(orphan) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.05)
     assert exited(orphan)
     assert (es.postgres_dir(short_data_dir) / ".s.PGSQL.5432").is_socket()

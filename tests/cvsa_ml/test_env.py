@@ -6,7 +6,15 @@ from django.core.exceptions import ImproperlyConfigured
 
 from cvsa_ml import embedded_services
 from cvsa_ml.bootstrap import demo_admin_bootstrap, groups_bootstrap
-from cvsa_ml.env import env_bool, env_int, env_list, read_or_create_private_file, secret_key
+from cvsa_ml.env import (
+    allowed_hosts,
+    env_bool,
+    env_int,
+    env_list,
+    read_or_create_private_file,
+    secret_key,
+    split_addrport,
+)
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("1", True), ("true", True), ("ON", True), ("0", False), ("no", False), ("", False)])
@@ -35,18 +43,14 @@ def test_env_int_rejects_non_integer():
 
 
 def test_secret_key_from_environment_wins(tmp_path):
-    assert secret_key({"SECRET_KEY": "from-env"}, debug=False, data_dir=tmp_path) == "from-env"
-    assert not (tmp_path / "secret_key").exists()
+    (tmp_path / "secret_key").write_text("generated-earlier")
+    assert secret_key({"SECRET_KEY": "from-env"}, data_dir=tmp_path) == "from-env"
 
 
-def test_secret_key_required_without_debug(tmp_path):
-    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY must be set"):
-        secret_key({}, debug=False, data_dir=tmp_path)
-
-
-def test_dev_secret_key_is_generated_once_and_private(tmp_path):
-    first = secret_key({}, debug=True, data_dir=tmp_path)
-    assert secret_key({}, debug=True, data_dir=tmp_path) == first
+def test_secret_key_is_generated_once_and_private(tmp_path):
+    # What `make run` (DEBUG off, nothing set) relies on: no SECRET_KEY needed.
+    first = secret_key({}, data_dir=tmp_path)
+    assert secret_key({}, data_dir=tmp_path) == first
     assert len(first) > 40
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "secret_key").read_text() == first
@@ -55,11 +59,39 @@ def test_dev_secret_key_is_generated_once_and_private(tmp_path):
 def test_empty_secret_key_file_is_regenerated_not_used(tmp_path):
     (tmp_path / "secret_key").write_text("\n")  # what a crash of the old touch-then-write left
 
-    key = secret_key({}, debug=True, data_dir=tmp_path)
+    key = secret_key({}, data_dir=tmp_path)
 
     assert len(key) > 40
-    assert secret_key({}, debug=True, data_dir=tmp_path) == key
+    assert secret_key({}, data_dir=tmp_path) == key
     assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_allowed_hosts_default_to_loopback_plus_the_host_serve_binds():
+    assert allowed_hosts({}) == ["127.0.0.1", "localhost"]
+    assert allowed_hosts({"CVSA_ADDRPORT": "cvsa.lan:8080"}) == ["127.0.0.1", "localhost", "cvsa.lan"]
+    assert allowed_hosts({"CVSA_ADDRPORT": "127.0.0.1:8080"}) == ["127.0.0.1", "localhost"]
+    assert allowed_hosts({"CVSA_ADDRPORT": "[::1]:8080"}) == ["127.0.0.1", "localhost", "[::1]"]
+    # A wildcard bind names no host: clients' names must be listed.
+    assert allowed_hosts({"CVSA_ADDRPORT": "0.0.0.0:8000"}) == ["127.0.0.1", "localhost"]
+
+
+def test_allowed_hosts_from_the_environment_replace_the_defaults():
+    environ = {"ALLOWED_HOSTS": "cvsa.example.org", "CVSA_ADDRPORT": "0.0.0.0:80"}
+    assert allowed_hosts(environ) == ["cvsa.example.org"]
+
+
+@pytest.mark.parametrize(("addrport", "expected"), [
+    ("127.0.0.1:8000", ("127.0.0.1", 8000)), ("8001", ("127.0.0.1", 8001)),
+    ("0.0.0.0:80", ("0.0.0.0", 80)), ("[::1]:9000", ("::1", 9000)), ("host.lan:1", ("host.lan", 1)),
+])
+def test_split_addrport(addrport, expected):
+    assert split_addrport(addrport) == expected
+
+
+@pytest.mark.parametrize("addrport", ["", "localhost", "localhost:http", ":8000"])
+def test_split_addrport_rejects_garbage_naming_the_variable(addrport):
+    with pytest.raises(ImproperlyConfigured, match="CVSA_ADDRPORT must be HOST:PORT"):
+        split_addrport(addrport)
 
 
 def _race(count: int, call):
@@ -86,7 +118,7 @@ def test_concurrent_creators_agree_on_the_first_writers_value(tmp_path):
 
 
 def test_processes_starting_together_get_one_complete_secret_key(tmp_path):
-    keys = _race(16, lambda: secret_key({}, debug=True, data_dir=tmp_path))
+    keys = _race(16, lambda: secret_key({}, data_dir=tmp_path))
 
     assert len(set(keys)) == 1 and len(keys[0]) > 40
 

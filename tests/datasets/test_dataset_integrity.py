@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -30,6 +29,7 @@ from datasets.models import (
 )
 from tests.datasets.conftest import DIMENSIONS, MODEL_KEY, registry_toml
 from tests.datasets.factories import NEGATIVE, POSITIVE, label, make_labelers, make_videos
+from tests.datasets.job_locks import wait_until_a_session_waits_for_a_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -70,7 +70,7 @@ def test_a_key_with_stored_vectors_keeps_its_name_type_and_dimensions(videos, re
     spec = services.embedding_registry().get(MODEL_KEY)
     for change in [{"name": "another-model"}, {"dimensions": 16}, {"type": "local"}]:
         with pytest.raises(ValidationError) as raised:
-            embedding_models._embedding_models_upsert([dataclasses.replace(spec, **change)])
+            embedding_models.embedding_models_upsert([dataclasses.replace(spec, **change)])
         message = " ".join(raised.value.message_dict["embedding_model"])
         assert f"embedding model '{MODEL_KEY}' already has stored vectors for name/type/dimensions" in message
         assert "add the changed model under a new key" in message.lower()
@@ -161,14 +161,14 @@ timeout_seconds = 5
 
 def test_vectors_another_build_stored_meanwhile_count_as_reused(videos, registry_file, embedding_server, monkeypatch):
     built(videos)
-    real = build_job._existing_embeddings
+    real = build_job.existing_embeddings
     calls = {"n": 0}
 
     def nothing_yet_on_the_first_lookup(*args):
         calls["n"] += 1
         return {} if calls["n"] == 1 else real(*args)  # as if another build stored them right after the lookup
 
-    monkeypatch.setattr(build_job, "_existing_embeddings", nothing_yet_on_the_first_lookup)
+    monkeypatch.setattr(build_job, "existing_embeddings", nothing_yet_on_the_first_lookup)
 
     version = built(videos).dataset_version
 
@@ -196,7 +196,7 @@ def test_the_sweeper_fails_tasks_still_pending_after_the_visibility_timeout(vide
     lost.refresh_from_db()
     assert lost.status == DatasetTaskStatus.FAILED
     assert lost.error == "never started (message lost?): resume it"
-    assert lost.message == "Task failed: never started"
+    assert lost.message == "Task failed: never started (message lost?): resume it"
     assert lost.completed_at is not None
     assert lost.dataset_version.status == DatasetVersionStatus.FAILED
     assert DatasetTask.objects.get(pk=fresh.pk).status == DatasetTaskStatus.PENDING
@@ -219,8 +219,9 @@ def test_the_sweeper_runs_on_the_default_queue():
 
 
 def test_a_worker_that_fails_after_being_swept_does_not_overwrite_the_sweepers_verdict(
-    videos, registry_file, embedding_server, monkeypatch
+    videos, registry_file, embedding_server, monkeypatch, settings
 ):
+    settings.CVSA_JOB_MAX_ATTEMPTS = 1  # the sweeper fails it instead of re-queueing it
     task = request(videos)
 
     def swept_then_broken(aids_):
@@ -238,13 +239,35 @@ def test_a_worker_that_fails_after_being_swept_does_not_overwrite_the_sweepers_v
     assert "boom" not in result.error
 
 
+def test_a_worker_that_comes_back_after_its_task_was_requeued_writes_nothing(
+    videos, registry_file, embedding_server, monkeypatch, django_capture_on_commit_callbacks
+):
+    task = request(videos)
+
+    def swept_then_back(aids_):
+        # The worker stalled long enough for the sweeper to hand its task over, then goes on.
+        DatasetTask.objects.filter(pk=task.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+        assert services.dataset_task_mark_stale() == 1
+        raise ValueError("boom")
+
+    monkeypatch.setattr(build_job, "_load_videos", swept_then_back)
+
+    with django_capture_on_commit_callbacks() as queued:
+        result = services.dataset_version_build(task_id=task.pk)
+
+    assert len(queued) == 1  # the re-queued message (not sent here)
+    assert result.status == DatasetTaskStatus.RUNNING
+    assert (result.attempts, result.worker_starts) == (2, 2)
+    assert result.error == "" and result.message.endswith("re-queued, attempt 2 of 3")
+
+
 def test_resume_and_cancel_bump_the_fencing_token(videos, registry_file):
     task = request(videos)
     assert services.dataset_task_cancel(task.pk).attempts == 1
     resumed = services.dataset_task_resume(task.pk, enqueue=False)
     assert resumed.attempts == 2 and resumed.status == DatasetTaskStatus.PENDING
     # A worker still holding attempt 1 can write nothing, even once the task runs again.
-    old = job_lifecycle._BuildProgress(task.pk, 1, None)
+    old = job_lifecycle.BuildProgress(task.pk, 1, None)
     DatasetTask.objects.filter(pk=task.pk).update(status=DatasetTaskStatus.RUNNING)
     with pytest.raises(services.BuildAborted):
         old.write()
@@ -367,7 +390,7 @@ def test_cleanup_does_not_delete_a_version_resumed_while_it_runs(videos, registr
             with transaction.atomic():
                 DatasetTask.objects.select_for_update().get(pk=task.pk)  # resume has taken its lock...
                 locked.set()
-                resume_now.wait(10)
+                resume_now.wait(60)
                 services.dataset_task_resume(task.pk, enqueue=False)  # ...and finishes after cleanup started
         except BaseException as error:  # noqa: BLE001
             errors.append(error)
@@ -384,14 +407,14 @@ def test_cleanup_does_not_delete_a_version_resumed_while_it_runs(videos, registr
 
     resumer = threading.Thread(target=resume_in_another_session)
     resumer.start()
-    assert locked.wait(10)
+    assert locked.wait(60)
     outcome: dict = {}
     cleaner = threading.Thread(target=cleanup_in_another_session, args=(outcome,))
     cleaner.start()
-    time.sleep(0.5)  # the cleanup is now waiting on the task's lock
+    wait_until_a_session_waits_for_a_lock(locktype=None)  # the cleanup now waits on the task's row lock
     resume_now.set()
-    resumer.join(20)
-    cleaner.join(20)
+    resumer.join(60)
+    cleaner.join(60)
 
     assert not errors, errors
     assert outcome == {"removed": 0, "kept_in_use": 0}

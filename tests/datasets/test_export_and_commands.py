@@ -151,6 +151,43 @@ def test_build_dataset_command_reports_bad_input(videos, registry_file, tmp_path
     assert not DatasetVersion.objects.exists()
 
 
+def test_build_dataset_command_resumes_a_failed_build(
+    videos, registry_file, embedding_server, celery_eager, django_capture_on_commit_callbacks, capsys
+):
+    task = services.dataset_version_request(
+        aid_list=[video.aid for video in videos], embedding_model_key=MODEL_KEY, enqueue=False
+    )
+    embedding_server.always_fail_with = 500
+    assert services.dataset_version_build(task_id=task.pk).status == DatasetTaskStatus.FAILED
+    embedding_server.always_fail_with = None
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("build_dataset", "--resume", str(task.pk))
+
+    task.refresh_from_db()
+    assert task.status == DatasetTaskStatus.COMPLETED, task.error
+    assert task.dataset_version.status == DatasetVersionStatus.READY
+    assert f"Resumed build task {task.pk}" in capsys.readouterr().out
+
+
+def test_build_dataset_command_resume_in_process_and_its_errors(videos, registry_file, embedding_server, capsys):
+    task = services.dataset_version_request(
+        aid_list=[video.aid for video in videos], embedding_model_key=MODEL_KEY, enqueue=False
+    )
+    with pytest.raises(CommandError, match=f"task_id: task {task.pk} is pending; only failed or cancelled"):
+        call_command("build_dataset", "--resume", str(task.pk))
+    services.dataset_task_cancel(task.pk)
+
+    call_command("build_dataset", "--resume", str(task.pk), "--sync")
+
+    assert DatasetTask.objects.get(pk=task.pk).status == DatasetTaskStatus.COMPLETED
+    assert "ready: 20 records" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="--resume: no task 00000000-0000-0000-0000-000000000000"):
+        call_command("build_dataset", "--resume", "00000000-0000-0000-0000-000000000000")
+    with pytest.raises(CommandError, match="task_id: not a valid id: 'nope'"):
+        call_command("build_dataset", "--resume", "nope")
+
+
 # --- deletion and cleanup -------------------------------------------------------------
 
 

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 from django.db import connection
-from django.test import Client
+from django.middleware.csrf import get_token
+from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -117,58 +118,75 @@ def test_bad_token_is_refused(client, user):
     assert_refused(client.get("/v1/tasks", HTTP_AUTHORIZATION="Token not-a-key"), 401, "Invalid token")
 
 
+SAME_ORIGIN = "http://testserver"  # what a browser sends for a page served by this server
+
+
 @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8"])
-def test_session_with_json_body_needs_no_csrf_token(user, corpus, content_type):
-    """What the unchanged panel sends from the same origin: a cookie and a JSON content type."""
+def test_session_from_the_same_origin_needs_no_csrf_token(user, corpus, content_type):
+    """What the unchanged panel sends when served by this server: a cookie and its Origin."""
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(user)
 
-    response = browser.post("/v1/dataset/sample", json.dumps({"strategy": "all"}), content_type=content_type)
+    response = browser.post("/v1/dataset/sample", json.dumps({"strategy": "all"}), content_type=content_type,
+                            HTTP_ORIGIN=SAME_ORIGIN)
 
     assert response.status_code == 200, response.content
     assert response.json()["sampled_count"] == 10
 
 
-def test_session_delete_with_json_content_type_needs_no_csrf_token(panel_admin, embedding_model):
-    """The panel's delete button: DELETE with only ``Content-Type: application/json``."""
+def test_session_delete_from_the_same_origin_needs_no_csrf_token(panel_admin, embedding_model):
+    """The panel's delete button: DELETE with the page's Origin and no token."""
     (version,) = make_versions(1, embedding_model)
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(panel_admin)
 
-    assert_refused(browser.delete(f"/v1/dataset/{version.pk}"), 403, "CSRF")  # no JSON content type
-    # fetch() sends the header on a bodyless DELETE too (Django's test client drops it without data).
-    response = browser.delete(f"/v1/dataset/{version.pk}", CONTENT_TYPE="application/json")
+    # Without Origin or Referer nothing says where the request comes from: normal CSRF applies.
+    assert_refused(browser.delete(f"/v1/dataset/{version.pk}", CONTENT_TYPE="application/json"), 403, "CSRF")
+    response = browser.delete(f"/v1/dataset/{version.pk}", CONTENT_TYPE="application/json", HTTP_ORIGIN=SAME_ORIGIN)
 
     assert response.status_code == 200, response.content
     assert not DatasetVersion.objects.filter(pk=version.pk).exists()
 
 
-@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"])
-def test_session_with_a_cross_site_content_type_still_needs_csrf(panel_admin, content_type):
+@pytest.mark.parametrize("headers", [
+    {"HTTP_ORIGIN": "https://evil.example"}, {"HTTP_ORIGIN": "null"}, {"HTTP_REFERER": "https://evil.example/page"},
+    {},
+])
+def test_session_from_another_origin_needs_a_csrf_token(panel_admin, headers):
     old = make_tasks(2, age=timedelta(days=3))
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(panel_admin)
 
-    if content_type == "multipart/form-data":
-        response = browser.post("/v1/tasks/cleanup", {"max_age_hours": "1"})
-    else:
-        response = browser.post("/v1/tasks/cleanup", "max_age_hours=1", content_type=content_type)
+    response = browser.post("/v1/tasks/cleanup", json.dumps({"max_age_hours": 1}), content_type="application/json",
+                            **headers)
 
     assert_refused(response, 403, "CSRF")
     assert DatasetTask.objects.filter(pk__in=[task.pk for task in old]).count() == 2
 
 
-def test_session_form_post_with_a_csrf_token_is_accepted(panel_admin):
+def test_session_without_an_origin_but_with_a_csrf_token_is_accepted(panel_admin):
+    """Normal CSRF: a script holding the session and the page's token (a foreign Origin stays refused)."""
     make_tasks(1, age=timedelta(days=3))
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(panel_admin)
-    browser.get("/datasets/")  # sets the CSRF cookie
-    token = browser.cookies["csrftoken"].value
+    page = RequestFactory().get("/")
+    token = get_token(page)  # what a page of this server would embed; its cookie holds the secret
+    browser.cookies["csrftoken"] = page.META["CSRF_COOKIE"]
 
-    response = browser.post("/v1/tasks/cleanup", {"max_age_hours": "1"}, HTTP_X_CSRFTOKEN=token)
+    response = browser.post("/v1/tasks/cleanup", json.dumps({"max_age_hours": 1}), content_type="application/json",
+                            HTTP_X_CSRFTOKEN=token)
 
-    assert response.status_code == 200
+    assert response.status_code == 200, response.content
     assert response.json()["cleaned_count"] == 1
+
+
+def test_a_form_post_is_415_the_api_reads_json(panel_client):
+    make_tasks(1, age=timedelta(days=3))
+
+    response = panel_client.post("/v1/tasks/cleanup", {"max_age_hours": "1"}, format="multipart")
+
+    assert_refused(response, 415, "multipart/form-data")
+    assert DatasetTask.objects.count() == 1
 
 
 # --- health ----------------------------------------------------------------------
@@ -614,12 +632,12 @@ def test_task_list_filters_limits_and_counts_globally(panel_client, prefix):
     assert [task["status"] for task in failed["tasks"]] == ["failed", "failed"]
     assert failed["total_count"] == 8  # counts stay global
     assert len(panel_client.get(f"{prefix}/tasks?limit=2").json()["tasks"]) == 2
-    assert len(panel_client.get(f"{prefix}/tasks?limit=0").json()["tasks"]) == 8
-    assert len(panel_client.get(f"{prefix}/tasks?limit=-1").json()["tasks"]) == 8
-    assert len(panel_client.get(f"{prefix}/tasks").json()["tasks"]) == 8
+    assert len(panel_client.get(f"{prefix}/tasks").json()["tasks"]) == 8  # default 50
 
 
-@pytest.mark.parametrize("query,fragment", [("status=done", "status"), ("limit=ten", "limit")])
+@pytest.mark.parametrize("query,fragment", [
+    ("status=done", "status"), ("limit=ten", "limit"), ("status=", "status"), ("limit=&status=", "limit"),
+])
 def test_task_list_bad_query_is_400(panel_client, query, fragment):
     assert_refused(panel_client.get(f"/v1/tasks?{query}"), 400, fragment)
 
@@ -628,10 +646,10 @@ def test_task_list_costs_the_same_queries_for_10_and_200_tasks(panel_client, emb
     (version,) = make_versions(1, embedding_model)
     make_tasks(10, version=version)
     with CaptureQueriesContext(connection) as few:
-        assert len(panel_client.get("/v1/tasks?limit=0").json()["tasks"]) == 10
+        assert len(panel_client.get("/v1/tasks?limit=1000").json()["tasks"]) == 10
     make_tasks(190, version=version)
     with CaptureQueriesContext(connection) as many:
-        assert len(panel_client.get("/v1/tasks?limit=0").json()["tasks"]) == 200
+        assert len(panel_client.get("/v1/tasks?limit=1000").json()["tasks"]) == 200
 
     assert len(many) == len(few) <= 3
 
@@ -751,7 +769,7 @@ def test_the_schema_publishes_the_panel_without_warnings(registry_file):
     GENERATOR_STATS.reset()
     schema = SchemaGenerator().get_schema(request=None, public=True)
     problems = [message for message in [*GENERATOR_STATS._warn_cache, *GENERATOR_STATS._error_cache]
-                if "api_panel" in message or "cvsa_ml/api.py" in message or "cookieAuth" in message]
+                if "datasets/api" in message or "core/api" in message or "cvsa_ml/api.py" in message or "cookieAuth" in message]
     GENERATOR_STATS.reset()
 
     assert problems == []
@@ -764,7 +782,7 @@ def test_the_schema_publishes_the_panel_without_warnings(registry_file):
     assert set(paths["/api/v1/dataset/{dataset_id}"]) >= {"get", "delete"}
     build_schema = schema["components"]["schemas"]["PanelDatasetBuildRequest"]
     assert {"aid_list", "embedding_model"} <= set(build_schema["required"])
-    assert "jsonSessionAuth" in schema["components"]["securitySchemes"]
+    assert "sessionAuth" in schema["components"]["securitySchemes"]
 
 
 def test_schema_is_served_to_a_logged_in_client(panel_client):
@@ -842,13 +860,14 @@ def test_huge_cleanup_ages_are_400(panel_client, embedding_model, url, body, fie
     assert counts() == before
 
 
-@pytest.mark.parametrize("limit", ["1000001", "99999999999999999999999", "1.5", "1e3"])
+@pytest.mark.parametrize("limit", ["1001", "99999999999999999999999", "1.5", "1e3", "0", "-1", "", "null"])
 def test_task_list_limit_out_of_range_or_not_an_integer_is_400(panel_client, limit):
+    """The page size is bounded (at most 1000) and a negative or empty one is refused, not replaced."""
     assert_refused(panel_client.get(f"/v1/tasks?limit={limit}"), 400, "limit")
 
 
 def test_task_list_limit_at_the_maximum_is_fine(panel_client):
-    assert panel_client.get("/v1/tasks?limit=1000000").status_code == 200
+    assert panel_client.get("/v1/tasks?limit=1000").status_code == 200
 
 
 @pytest.mark.parametrize("name", ["title_contains", "tags_contains", "published_after"])
@@ -866,10 +885,61 @@ def test_sample_all_ignores_limit(panel_client, corpus):
 
 
 def test_a_version_too_large_to_inline_is_refused_with_where_to_get_it(panel_client, ready_version, monkeypatch):
-    monkeypatch.setattr("datasets.api_panel.PANEL_MAX_INLINE_RECORDS", 5)
+    monkeypatch.setattr("datasets.api.views.PANEL_MAX_INLINE_RECORDS", 5)
 
     response = panel_client.get(f"/v1/dataset/{ready_version.pk}")
 
     detail = assert_refused(response, 413, "too large to inline (10 records)",
                             f"/datasets/versions/{ready_version.pk}/", "Parquet/NPZ")
     assert "dataset" not in response.json() and detail
+
+
+# --- resume over the API (issue 10, item 8) ----------------------------------------------
+
+
+def failed_build(ready_version) -> DatasetTask:
+    """The build task of a version put back to failed (as a crashed worker leaves it)."""
+    task = ready_version.tasks.get()
+    (failed,) = make_versions(1, ready_version.embedding_model, status=DatasetVersionStatus.FAILED, name="crashed")
+    DatasetTask.objects.filter(pk=task.pk).update(dataset_version=failed, status=DatasetTaskStatus.FAILED,
+                                                  error="worker lost")
+    task.refresh_from_db()
+    return task
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_an_admin_resumes_a_failed_build(panel_client, prefix, ready_version, django_capture_on_commit_callbacks):
+    task = failed_build(ready_version)
+
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = panel_client.post(f"{prefix}/tasks/{task.pk}/resume", format="json")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["task_id"] == str(task.pk) and body["status"] == "pending" and body["error"] is None
+    assert len(queued) == 1  # the build is queued when the request commits
+    attempts_before = task.attempts
+    task.refresh_from_db()
+    assert task.status == DatasetTaskStatus.PENDING and task.attempts == attempts_before + 1
+    assert task.dataset_version.status == DatasetVersionStatus.BUILDING
+
+
+def test_a_labeler_may_not_resume(labeler_panel_client, ready_version):
+    task = failed_build(ready_version)
+
+    assert_refused(labeler_panel_client.post(f"/v1/tasks/{task.pk}/resume", format="json"), 403, "Only admins")
+    task.refresh_from_db()
+    assert task.status == DatasetTaskStatus.FAILED
+
+
+@pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "nope"])
+def test_resuming_an_unknown_task_is_404(panel_client, task_id):
+    assert_refused(panel_client.post(f"/api/v1/tasks/{task_id}/resume", format="json"), 404, "Task not found")
+
+
+def test_resuming_a_completed_build_is_400_and_changes_nothing(panel_client, ready_version):
+    task = ready_version.tasks.get()
+
+    assert_refused(panel_client.post(f"/v1/tasks/{task.pk}/resume", format="json"), 400, "task_id", "completed")
+    task.refresh_from_db()
+    assert task.status == DatasetTaskStatus.COMPLETED

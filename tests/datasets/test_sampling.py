@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from datasets.selectors import sampling_select
+from datasets.selectors import sampling_count, sampling_select
 from labeling.models import Video
 from tests.datasets.factories import (
     MAJORITY_TRUE,
@@ -155,3 +155,54 @@ def test_an_empty_corpus_samples_nothing(db):
     result = sampling_select(strategy="random", limit=10)
     assert (result.aid_list, result.total_available, result.sampling_info["sample_ratio"]) == ([], 0, 0.0)
     assert sampling_select(strategy="stratified", limit=10).aid_list == []
+
+
+# --- sampling for a build: among the videos the build keeps ---------------------------------
+
+
+def test_include_inconsistent_false_samples_only_agreed_labels(corpus):
+    result = sampling_select(strategy="random", limit=40, seed=2, include_inconsistent=False)
+
+    # 40 eligible videos (30 yes + 10 no agreed on); the 3 with a disagreeing labeler are not drawn.
+    assert result.sampled_count == 40 and result.total_available == 40
+    assert not set(result.aid_list) & set(aids(corpus["majority"]))
+    assert result.filters_applied["include_inconsistent"] is False
+
+
+def test_include_inconsistent_true_keeps_majority_labels_but_never_ties(corpus):
+    result = sampling_select(strategy="labeled", include_inconsistent=True)
+
+    assert result.aid_list == aids(corpus["positive"] + corpus["negative"] + corpus["majority"])
+
+
+def test_balanced_for_a_build_gives_equal_classes_of_eligible_videos(corpus):
+    result = sampling_select(strategy="balanced", limit=20, seed=1, include_inconsistent=False)
+
+    assert (result.sampling_info["positives"], result.sampling_info["negatives"]) == (10, 10)
+    assert not set(result.aid_list) & set(aids(corpus["majority"]))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"strategy": "all"},
+    {"strategy": "all", "include_inconsistent": False},
+    {"strategy": "labeled"},
+    {"strategy": "random", "limit": 12, "seed": 3},
+    {"strategy": "random"},
+    {"strategy": "stratified", "limit": 20, "include_inconsistent": False},
+    {"strategy": "balanced", "limit": 30, "include_inconsistent": True},
+    {"strategy": "consistent", "label_value": True, "metadata_filter": {"min_duration": 70}},
+])
+def test_sampling_count_agrees_with_sampling_select_in_one_query(corpus, kwargs):
+    with CaptureQueriesContext(connection) as queries:
+        counted = sampling_count(**kwargs)
+
+    selected = sampling_select(**kwargs)
+    assert len(queries.captured_queries) == 1
+    assert (counted.total_available, counted.sampled_count) == (selected.total_available, selected.sampled_count)
+
+
+def test_sampling_count_validates_like_sampling_select(corpus):
+    with pytest.raises(ValidationError) as raised:
+        sampling_count(strategy="random", limit=0, metadata_filter={"colour": "red"})
+
+    assert "limit" in raised.value.message_dict

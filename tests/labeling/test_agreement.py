@@ -272,6 +272,29 @@ def test_empty_corpus(db):
     assert summary.counts.videos == 0 and summary.counts.effective_labels == 0 and summary.counts.labels == 0
 
 
+def model_label(video, user, value: bool) -> Label:
+    return Label.objects.create(video=video, user=user, value=value, source="model")
+
+
+def test_model_labels_change_no_agreement_statistic(corpus):
+    """Issue 10 item 11: a model's labels are no rater's answers."""
+    before = agreement_summary()
+    scorer = make_user("scorer")
+    alice = corpus["users"]["alice"]
+    v1, v2, v3, v4, v5, v6 = corpus["videos"]
+    for video in corpus["videos"]:
+        model_label(video, scorer, True)  # would pair with everyone and add yes votes
+    model_label(v1, alice, True)  # later than alice's human N on v1, under her account
+    model_label(v6, alice, False)  # would make v6 labeled and give alice a new common video
+
+    after = agreement_summary()
+
+    assert after == before
+    assert "scorer" not in {name for pair in after.pairs for name in (pair.user_a, pair.user_b)}
+    assert after.counts.labels == 12 and after.counts.effective_labels == 11
+    assert vote_histogram() == [(0, 3, 1), (1, 1, 2), (2, 1, 1)]
+
+
 # ------------------------------------------------------------------ query count
 
 

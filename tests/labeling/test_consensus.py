@@ -179,3 +179,154 @@ def test_labeler_cannot_create_a_review(make_video, user):
     with pytest.raises(PermissionDenied):
         services.review_create(video=make_video(), reviewer=user, value=True)
     assert Review.objects.count() == 0
+
+
+# --- machine labels never vote (issue 10 item 11) -----------------------------------
+
+
+@pytest.fixture
+def model_writer(make_user):
+    """An admin account that writes ``source=model`` labels, as a scoring job would."""
+    return make_user("scorer", group="admins")
+
+
+def model_label(video, user, value: bool):
+    return services.label_create(video=video, user=user, value=value, source="model")
+
+
+def test_a_model_label_does_not_change_the_consensus(make_video, three_labelers, model_writer, vote):
+    video = make_video()
+    vote(video, three_labelers[0], True)
+    model_label(video, model_writer, False)
+
+    row = consensus(video)
+
+    assert (row.positive_votes, row.negative_votes, row.total_votes) == (1, 0, 1)
+    assert row.value is True and not row.is_tie and not row.is_inconsistent
+    assert row.agreement == 1.0
+
+
+def test_a_model_label_cannot_break_a_tie_or_make_a_conflict(make_videos, three_labelers, model_writer, vote):
+    tied, agreed = make_videos(2)
+    ann, bob, _ = three_labelers
+    vote(tied, ann, True)
+    vote(tied, bob, False)
+    vote(agreed, ann, True)
+    for video in (tied, agreed):
+        model_label(video, model_writer, True)
+    model_label(agreed, model_writer, False)
+
+    assert consensus(tied).value is None and consensus(tied).is_tie and consensus(tied).is_inconsistent
+    assert consensus(agreed).value is True and not consensus(agreed).is_inconsistent
+    assert list(selectors.inconsistent_videos()) == [tied]
+
+
+def test_a_model_label_after_a_users_own_answer_leaves_that_answer_in_force(make_video, user, make_user, vote):
+    admin = make_user("root", group="admins")
+    video = make_video()
+    vote(video, admin, True)
+    model_label(video, admin, False)  # written under the same account, later
+
+    row = consensus(video)
+
+    assert (row.positive_votes, row.negative_votes, row.value) == (1, 0, True)
+    assert [(label.username, label.value) for label in selectors.effective_labels_by_video([video.pk])[video.pk]] == [
+        ("root", True)
+    ]
+
+
+def test_imported_labels_vote(make_video, three_labelers):
+    from labeling.models import Label
+
+    video = make_video()
+    Label.objects.create(video=video, user=three_labelers[0], value=False, source="import")
+
+    assert consensus(video).value is False and consensus(video).total_votes == 1
+
+
+def test_a_video_with_only_model_labels_is_unlabeled(make_video, model_writer):
+    video = make_video()
+    model_label(video, model_writer, True)
+
+    row = consensus(video)
+
+    assert (row.total_votes, row.value, row.last_labeled_at) == (0, None, None)
+    assert selectors.effective_labels_by_video([video.pk]) == {}
+    assert list(selectors.videos_filtered(labeled=False)) == [video]
+
+
+def test_a_model_label_does_not_take_a_video_out_of_the_writers_queue(make_videos, make_user, vote):
+    admin = make_user("root", group="admins")
+    scored, answered = make_videos(2)
+    model_label(scored, admin, True)
+    vote(answered, admin, False)
+
+    assert selectors.labeling_queue_next(user=admin) == scored
+    progress = selectors.labeling_progress(user=admin)
+    assert (progress.labeled_total, progress.labeled_today, progress.remaining) == (1, 1, 1)
+
+
+def test_undo_passes_over_a_model_label(make_video, make_user, vote):
+    admin = make_user("root", group="admins")
+    video = make_video()
+    answer = vote(video, admin, True)
+    machine = model_label(video, admin, False)
+
+    undone = services.label_undo_last(user=admin)
+
+    assert undone.pk == answer.pk
+    machine.refresh_from_db()
+    assert machine.retracted_at is None  # the model's row is history, not the user's answer
+    assert services.label_undo_last(user=admin) is None
+
+
+def test_a_model_label_does_not_reopen_a_review(make_video, three_labelers, reviewer, model_writer):
+    video = make_video()
+    label_conflicts([video], three_labelers)
+    services.review_create(video=video, reviewer=reviewer, value=False)
+    model_label(video, model_writer, True)
+
+    row = consensus(video)
+
+    assert row.value is False and not row.is_inconsistent
+    assert (row.positive_votes, row.negative_votes) == (2, 1)
+
+
+def test_model_labels_stay_in_the_history_marked_as_model(make_video, three_labelers, model_writer, vote, client):
+    video = make_video()
+    vote(video, three_labelers[0], True)
+    machine = model_label(video, model_writer, False)
+
+    labels, _ = selectors.video_history(video)
+    assert [(label.user.username, label.source) for label in labels] == [("scorer", "model"), ("ann", "human")]
+    assert str(machine).startswith("scorer: no (model) at ")
+
+    client.force_login(three_labelers[1])
+    page = client.get(f"/labeling/videos/{video.aid}/").content.decode()
+    assert "scorer" in page and "Model" in page
+
+
+def test_migration_0006_reverses_to_the_previous_view(make_video, three_labelers, model_writer, vote):
+    import importlib
+
+    from django.db import connection
+
+    migration = importlib.import_module("labeling.migrations.0006_model_labels_never_vote")
+    video = make_video()
+    vote(video, three_labelers[0], True)
+    model_label(video, model_writer, False)
+
+    with connection.cursor() as cursor:
+        cursor.execute(migration.PREVIOUS_EFFECTIVE_VIEW)
+        assert consensus(video).total_votes == 2  # the old rule: the model's label voted
+        cursor.execute(migration.CREATE_EFFECTIVE_VIEW)
+    assert consensus(video).total_votes == 1
+
+
+@pytest.mark.parametrize("source", ["human", "import", "model"])
+def test_the_view_and_voting_sources_agree_on_what_votes(make_video, make_user, source):
+    from labeling.models import VOTING_SOURCES, EffectiveLabel, Label
+
+    label = Label.objects.create(video=make_video(), user=make_user("root", group="admins"), value=True, source=source)
+
+    assert EffectiveLabel.objects.filter(label=label).exists() is (source in VOTING_SOURCES) is label.is_vote

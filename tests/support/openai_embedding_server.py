@@ -10,6 +10,11 @@ no pytest dependency.
         server.requests                      # what the client sent
         server.max_in_flight                 # peak concurrent requests
 
+Tests observe concurrency instead of timing it: `rendezvous(n)` holds each request
+until n are in flight together, `hold_requests()` / `release_requests()` keep
+requests in flight until the test lets them go, and `wait_for_in_flight(n)` waits
+for that condition (every wait has a deadline that only a real hang reaches).
+
 Protocol: `POST /v1/embeddings` with `{model, input: str | [str], dimensions?,
 encoding_format?}` returns `{object: "list", data: [{object: "embedding", index,
 embedding}], model, usage}`. `embedding` is a list of floats, or with
@@ -17,9 +22,9 @@ embedding}], model, usage}`. `embedding` is a list of floats, or with
 openai client (3.x) asks for by default. Vectors are unit length and a pure function
 of (text, dimensions): the same text always gets the same vector.
 
-Besides an HTTP status, a scripted fault can be "timeout" (hold the request for
-`hang_seconds` before answering, longer than a client timeout) or "disconnect"
-(close the socket without a response).
+Besides an HTTP status, a scripted fault can be "timeout" (hold the request until
+`release_hung_requests()`, at most `hang_seconds`, longer than a client timeout) or
+"disconnect" (close the socket without a response).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ import numpy as np
 Fault = int | Literal["timeout", "disconnect"]
 
 EMBEDDINGS_PATH = "/v1/embeddings"
+# Deadline of every wait on the test's say-so: reached only when a test or client hangs.
+HANG_GUARD_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -93,10 +100,15 @@ class OpenAIEmbeddingServer:
         self.wrong_dimensions: int | None = None
 
         self._lock = threading.Lock()
+        self._in_flight_changed = threading.Condition(self._lock)
         self._scripted_faults: deque[Fault] = deque()
         self._requests: list[RecordedRequest] = []
         self._in_flight = 0
         self._max_in_flight = 0
+        self._rendezvous: threading.Barrier | None = None
+        self._released = threading.Event()
+        self._released.set()
+        self._hung_released = threading.Event()
 
         self._http_server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
         self._http_server.daemon_threads = True
@@ -125,6 +137,11 @@ class OpenAIEmbeddingServer:
         return self
 
     def stop(self) -> None:
+        # Let held requests finish so their handler threads end.
+        self._released.set()
+        self._hung_released.set()
+        if self._rendezvous is not None:
+            self._rendezvous.abort()
         if self._thread is not None:
             self._http_server.shutdown()
             self._thread.join()
@@ -148,6 +165,23 @@ class OpenAIEmbeddingServer:
         """Answer the next requests with these faults, in order, then normally."""
         with self._lock:
             self._scripted_faults.extend(faults)
+
+    def rendezvous(self, parties: int, timeout_seconds: float = HANG_GUARD_SECONDS) -> None:
+        """Hold each request until `parties` requests are in flight together (a cyclic
+        barrier): a client that never sends that many at once gets 500s instead of
+        passing by luck."""
+        self._rendezvous = threading.Barrier(parties, timeout=timeout_seconds)
+
+    def hold_requests(self) -> None:
+        """Keep the requests that arrive from now on in flight until `release_requests()`."""
+        self._released.clear()
+
+    def release_requests(self) -> None:
+        self._released.set()
+
+    def release_hung_requests(self) -> None:
+        """End the "timeout" faults' requests now (the client has given up on them)."""
+        self._hung_released.set()
 
     def reset(self) -> None:
         """Forget recorded requests, scripted faults and the in-flight peak."""
@@ -174,15 +208,20 @@ class OpenAIEmbeddingServer:
         with self._lock:
             return self._max_in_flight
 
-    def wait_until_idle(self, timeout_seconds: float = 5.0) -> bool:
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    def wait_for_in_flight(self, count: int, timeout_seconds: float = HANG_GUARD_SECONDS) -> bool:
+        """Wait until at least `count` requests are being served; False on the deadline."""
+        with self._in_flight_changed:
+            return self._in_flight_changed.wait_for(lambda: self._in_flight >= count, timeout_seconds)
+
+    def wait_until_idle(self, timeout_seconds: float = HANG_GUARD_SECONDS) -> bool:
         """Wait for requests still being served (e.g. one the client timed out on)."""
-        deadline = time.monotonic() + timeout_seconds
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._in_flight == 0:
-                    return True
-            time.sleep(0.01)
-        return False
+        with self._in_flight_changed:
+            return self._in_flight_changed.wait_for(lambda: self._in_flight == 0, timeout_seconds)
 
     def expected_embedding(self, text: str, dimensions: int | None = None) -> np.ndarray:
         return deterministic_embedding(text, dimensions or self.default_dimensions)
@@ -190,13 +229,26 @@ class OpenAIEmbeddingServer:
     # --- request handling (called from handler threads) --------------------
 
     def _enter(self) -> None:
-        with self._lock:
+        with self._in_flight_changed:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            self._in_flight_changed.notify_all()
 
     def _leave(self) -> None:
-        with self._lock:
+        with self._in_flight_changed:
             self._in_flight -= 1
+            self._in_flight_changed.notify_all()
+
+    def _wait_for_the_test(self) -> str | None:
+        """Block where the test asked to (rendezvous, hold); why it broke off, if it did."""
+        if self._rendezvous is not None:
+            try:
+                self._rendezvous.wait()
+            except threading.BrokenBarrierError:
+                return f"rendezvous broken: {self._rendezvous.parties} requests were never in flight together"
+        if not self._released.wait(HANG_GUARD_SECONDS):
+            return "held for longer than the hang guard"
+        return None
 
     def _next_fault(self) -> Fault | None:
         with self._lock:
@@ -290,6 +342,9 @@ def _make_handler(server: OpenAIEmbeddingServer) -> type[BaseHTTPRequestHandler]
         ) -> tuple[int, dict[str, Any]]:
             if server.latency_seconds:
                 time.sleep(server.latency_seconds)
+            broken_off = server._wait_for_the_test()
+            if broken_off is not None:
+                return 500, _error_body(500, broken_off)
             if self.path != EMBEDDINGS_PATH:
                 return 404, _error_body(404, f"no route for {self.path}")
             if server.api_key is not None and authorization != f"Bearer {server.api_key}":
@@ -299,7 +354,7 @@ def _make_handler(server: OpenAIEmbeddingServer) -> type[BaseHTTPRequestHandler]
             if fault == "disconnect":
                 return 0, {}
             if fault == "timeout":
-                time.sleep(server.hang_seconds)
+                server._hung_released.wait(server.hang_seconds)
             elif isinstance(fault, int):
                 return fault, _error_body(fault, f"scripted failure {fault}")
 

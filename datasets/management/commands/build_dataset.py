@@ -1,4 +1,5 @@
-"""``manage.py build_dataset``: request a dataset version build (queued, or in-process with --sync)."""
+"""``manage.py build_dataset``: request a dataset version build, or resume one (--resume);
+queued, or in-process with --sync."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from datasets import selectors, services
 from datasets.embedding_registry import EmbeddingRegistryError
-from datasets.models import DatasetTaskStatus
+from datasets.models import DatasetTask, DatasetTaskStatus
 
 
 def _read_aids(path: str) -> list[int]:
@@ -61,6 +62,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--resume", metavar="TASK_ID",
+                            help="resume a failed or cancelled build task (reuses every embedding already stored)")
         source.add_argument("--aids-file", help="file with one aid per line, or a JSON list of aids")
         source.add_argument("--strategy", choices=list(selectors.SAMPLING_STRATEGIES), help="sampling strategy")
         parser.add_argument("--model", help="embedding model key (default: the registry's default model)")
@@ -95,6 +98,9 @@ class Command(BaseCommand):
         return result or None
 
     def handle(self, *args, **options):
+        if options["resume"]:
+            self._resume(options["resume"], sync=options["sync"])
+            return
         try:
             model_key = options["model"] or services.embedding_registry().default_key
         except EmbeddingRegistryError as error:
@@ -142,7 +148,9 @@ class Command(BaseCommand):
             ))
             return
 
-        task = self._run_with_progress_bar(task.pk)
+        self._report(self._run_with_progress_bar(task.pk))
+
+    def _report(self, task) -> None:
         if task.status != DatasetTaskStatus.COMPLETED:
             raise CommandError(f"Build {task.pk} {task.status}: {task.error}")
         version = selectors.dataset_version_get(task.dataset_version_id)
@@ -152,6 +160,20 @@ class Command(BaseCommand):
             f"test {version.test_count}), {version.new_embeddings} new / {version.reused_embeddings} reused "
             f"embeddings, {version.inconsistent_excluded} inconsistent excluded, content hash {version.content_hash}"
         ))
+
+    def _resume(self, task_id: str, *, sync: bool) -> None:
+        try:
+            task = services.dataset_task_resume(task_id, enqueue=not sync)
+        except DatasetTask.DoesNotExist:
+            raise CommandError(f"--resume: no task {task_id}") from None
+        except ValidationError as error:
+            raise CommandError(_validation_message(error)) from None
+        if not sync:
+            self.stdout.write(self.style.SUCCESS(
+                f"Resumed build task {task.pk} for dataset version {task.dataset_version_id}: queued"
+            ))
+            return
+        self._report(self._run_with_progress_bar(task.pk))
 
     def _run_with_progress_bar(self, task_id):
         from tqdm import tqdm

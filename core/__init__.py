@@ -1,0 +1,1 @@
+"""Shared mechanism that two or more apps need and no app owns (DESIGN.md section 3): no domain models."""

@@ -1,0 +1,115 @@
+"""Schemathesis against the whole published API: the schema describes the server.
+
+Every operation of ``/api/schema/`` is called through the WSGI application inside this
+test's database transaction (rolled back afterwards, so destructive operations are safe)
+as an admin with a token. Deterministic: a fixed seed, derandomized generation, no example
+database, a bounded number of examples per operation. Checks: no 5xx, every status code
+is documented, every response body matches its documented schema and media type.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from rest_framework.authtoken.models import Token
+
+from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersionStatus
+from tests.datasets.conftest import celery_eager, embedding_server, registry_file  # noqa: F401 (fixtures)
+from tests.datasets.panel_fixtures import (  # noqa: F401 (fixtures)
+    build,
+    corpus,
+    make_tasks,
+    make_versions,
+    ready_version,
+)
+
+EXAMPLES_PER_OPERATION = 20
+SEED = 20261128
+CONFIG = {
+    "seed": SEED,
+    "generation": {"max-examples": EXAMPLES_PER_OPERATION, "deterministic": True, "database": "none"},
+    "checks": {
+        "enabled": False,
+        "not_a_server_error": {"enabled": True},
+        "status_code_conformance": {"enabled": True},
+        "content_type_conformance": {"enabled": True},
+        "response_schema_conformance": {"enabled": True},
+    },
+    "phases": {"stateful": {"enabled": False}},
+}
+
+
+def _published_schema() -> dict:
+    """The schema ``/api/schema/`` serves (same generator and renderer), built without a request."""
+    from drf_spectacular.generators import SchemaGenerator
+    from drf_spectacular.renderers import OpenApiJsonRenderer
+
+    return json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True)))
+
+
+def _wsgi_application():
+    from cvsa_ml.wsgi import application
+
+    return application
+
+
+schema = schemathesis.openapi.from_dict(_published_schema(), config=schemathesis.Config.from_dict(CONFIG))
+schema.app = _wsgi_application()
+
+
+@pytest.fixture(autouse=True)
+def requests_stay_in_the_test_transaction(db):
+    """Django closes "old" connections around each request; inside a test transaction that
+    would end it (and the rollback that throws the written rows away). Django's own test
+    client disconnects the same handlers."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def existing(make_user, corpus, ready_version) -> dict:
+    """An admin's token and real ids, so success responses are checked too, not only 404s."""
+    admin = make_user("conformance-admin", group="admins")
+    failed_build = ready_version.tasks.get()
+    (failed_version,) = make_versions(1, ready_version.embedding_model, status=DatasetVersionStatus.FAILED)
+    DatasetTask.objects.filter(pk=failed_build.pk).update(dataset_version=failed_version,
+                                                          status=DatasetTaskStatus.FAILED)
+    make_tasks(3)
+    return {
+        "headers": {"Authorization": f"Token {Token.objects.create(user=admin).key}"},
+        "aid": corpus["positive"][0].aid,
+        "dataset_id": str(ready_version.pk),
+        "task_id": str(failed_build.pk),
+    }
+
+
+def _is_uuid(value) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+@schema.parametrize()
+# The rows may change across one operation's examples (a delete, a resume): each example must cope.
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_operation_conforms_to_the_schema(case, existing):
+    # A well-formed id is swapped for a real one; malformed ones stay, and must be 404s.
+    for name in ("dataset_id", "task_id"):
+        if _is_uuid((case.path_parameters or {}).get(name, "x")):
+            case.path_parameters[name] = existing[name]
+    if isinstance((case.path_parameters or {}).get("aid"), int):
+        case.path_parameters["aid"] = existing["aid"]
+    case.call_and_validate(headers=existing["headers"])
