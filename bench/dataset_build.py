@@ -205,9 +205,8 @@ def _measure(label: str, aids: list[int], proxy: LatencyProxy, server, args) -> 
     requests_before = len(server.requests)
     trips_before = proxy.round_trips
     with connection.execute_wrapper(count):
-        task = services.dataset_version_request(
-            aid_list=aids, embedding_model_key=MODEL_KEY, description=f"bench {label}", enqueue=False
-        )
+        request = services.BuildRequest(aid_list=aids, embedding_model_key=MODEL_KEY, description=f"bench {label}")
+        task = services.dataset_build_request(request, enqueue=False).task
         request_seconds = time.perf_counter() - started
         task = services.dataset_version_build(task_id=task.pk, on_progress=on_progress)
     seconds = time.perf_counter() - started

@@ -167,7 +167,8 @@ class DatasetVersionAdmin(admin.ModelAdmin):
             return
         except ValidationError as error:
             request._dataset_version_delete_refused = True
-            self.message_user(request, f"{obj}: {'; '.join(error.messages)}", messages.ERROR)
+            reason = services.validation_error_message(error, with_fields=False)
+            self.message_user(request, f"{obj}: {reason}", messages.ERROR)
 
     def delete_queryset(self, request, queryset):
         for version in queryset.select_related("dataset").defer("requested_aids"):

@@ -2,7 +2,7 @@
 
 Everything here is set-based: a fixed number of queries whatever the number of rows.
 Bad input raises ``django.core.exceptions.ValidationError`` with a dict keyed by the
-offending field (``cvsa_ml.api_errors`` turns it into ``{"detail": "field: message"}``).
+offending field (``core.api.errors`` turns it into ``{"detail": "field: message"}``).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from datasets.models import (
     SPLIT_CODES,
 )
 from labeling.models import Video, VideoConsensus
+from labeling.selectors import effective_labels_by_video
 
 # --- sampling -------------------------------------------------------------------
 
@@ -392,7 +393,8 @@ def sampling_select(
 # --- versions and tasks ---------------------------------------------------------
 
 
-def _as_uuid(value: object, field_name: str) -> uuid.UUID:
+def as_uuid(value: object, field_name: str) -> uuid.UUID:
+    """``value`` as a UUID; ``ValidationError`` keyed by ``field_name`` when it is not one."""
     if isinstance(value, uuid.UUID):
         return value
     try:
@@ -409,7 +411,7 @@ def dataset_version_get(version_id: uuid.UUID | str) -> DatasetVersion:
     return (
         DatasetVersion.objects.select_related("dataset", "embedding_model")
         .defer("requested_aids")
-        .get(pk=_as_uuid(version_id, "dataset_id"))
+        .get(pk=as_uuid(version_id, "dataset_id"))
     )
 
 
@@ -420,7 +422,7 @@ def dataset_version_with_tasks(version_id: uuid.UUID | str) -> DatasetVersion:
         DatasetVersion.objects.select_related("dataset", "embedding_model", "created_by")
         .prefetch_related(Prefetch("tasks", queryset=DatasetTask.objects.order_by("-created_at")))
         .defer("requested_aids")
-        .get(pk=_as_uuid(version_id, "dataset_id"))
+        .get(pk=as_uuid(version_id, "dataset_id"))
     )
 
 
@@ -475,7 +477,7 @@ def dataset_statistics() -> dict[str, Any]:
 
 def dataset_task_get(task_id: uuid.UUID | str) -> DatasetTask:
     """Raises ``DatasetTask.DoesNotExist``."""
-    return DatasetTask.objects.get(pk=_as_uuid(task_id, "task_id"))
+    return DatasetTask.objects.get(pk=as_uuid(task_id, "task_id"))
 
 
 def dataset_task_list(*, status: str | None = None, limit: int | None = 50) -> list[DatasetTask]:
@@ -535,7 +537,7 @@ def dataset_version_arrays(version_id: uuid.UUID | str, *, allow_unready: bool =
     not ready (its items are only complete once it is frozen).
     """
     version = DatasetVersion.objects.only("id", "status", "embedding_dimensions").get(
-        pk=_as_uuid(version_id, "dataset_id")
+        pk=as_uuid(version_id, "dataset_id")
     )
     return version_arrays(version, allow_unready=allow_unready)
 
@@ -564,10 +566,43 @@ def version_arrays(version: DatasetVersion, *, allow_unready: bool = False) -> D
     )
 
 
+def dataset_version_records(version: DatasetVersion) -> list[dict[str, Any]]:
+    """Every member of a ready version with its vector, ordered by aid, as the records
+    ``GET /dataset/{id}`` inlines (``user_labels[].created_at`` an aware datetime: the
+    API formats it). Four queries whatever the version's size: vectors from the binary
+    COPY of ``dataset_version_arrays``, metadata and labels from one query each, ordered
+    the same way. Raises ``ValidationError`` when the version is not ready."""
+    arrays = dataset_version_arrays(version.pk)
+    rows = list(
+        DatasetVersionItem.objects.filter(version_id=version.pk)
+        .order_by("video__aid")
+        .values_list("video_id", "video__aid", "video__title", "video__description", "video__tags",
+                     "label", "split", "is_inconsistent", "embedding__checksum")
+    )
+    labels = effective_labels_by_video(row[0] for row in rows)
+    vectors = arrays.X.tolist()
+    records = []
+    for index, (video_id, aid, title, description, tags, label, split, inconsistent, checksum) in enumerate(rows):
+        records.append({
+            "aid": aid,
+            "embedding": vectors[index],
+            "label": label,
+            "split": split,
+            "metadata": {"aid": aid, "title": title, "description": description, "tags": tags},
+            "user_labels": [
+                {"user": effective.username, "label": effective.value, "created_at": effective.created_at}
+                for effective in labels.get(video_id, [])
+            ],
+            "inconsistent": inconsistent,
+            "text_checksum": checksum,
+        })
+    return records
+
+
 def dataset_version_member_texts(version_id: uuid.UUID | str) -> list[tuple[int, str, str]]:
     """(aid, title, checksum) per member, ordered by aid like ``dataset_version_arrays``."""
     return list(
-        DatasetVersionItem.objects.filter(version_id=_as_uuid(version_id, "dataset_id"))
+        DatasetVersionItem.objects.filter(version_id=as_uuid(version_id, "dataset_id"))
         .order_by("video__aid")
         .values_list("video__aid", "video__title", "embedding__checksum")
     )
@@ -581,6 +616,7 @@ __all__ = [
     "SamplingCount",
     "SamplingResult",
     "VIDEO_CONSENSUS_FROM",
+    "as_uuid",
     "build_eligibility_condition",
     "dataset_statistics",
     "dataset_task_counts",
@@ -591,6 +627,7 @@ __all__ = [
     "dataset_version_get",
     "dataset_version_list",
     "dataset_version_member_texts",
+    "dataset_version_records",
     "dataset_version_stats",
     "dataset_version_with_tasks",
     "version_arrays",

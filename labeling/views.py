@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
+from core.validation import validation_error_message
 from labeling import agreement, selectors, services
 from labeling.forms import AnswerForm, CardForm
 from labeling.models import Video
@@ -124,7 +125,8 @@ def review_resolve(request, video_id: int):
         )
     except ValidationError as error:
         # 200, not 409: htmx swaps only 2xx responses by default, and the row must say why.
-        return render(request, "labeling/review_list.html#stale-row", {"video": video, "error": " ".join(error.messages)})
+        reason = validation_error_message(error, with_fields=False)
+        return render(request, "labeling/review_list.html#stale-row", {"video": video, "error": reason})
     labels = selectors.effective_labels_by_video([video.pk]).get(video.pk, [])
     return render(request, "labeling/review_list.html#resolved-row", {"row": {"video": video, "labels": labels}, "review": review})
 

@@ -3,8 +3,8 @@
 Served at ``/api/v1/`` and, unchanged, at ``/v1/`` (the client's default base URL); paths
 have no trailing slash. ``serializers`` holds the request and response shapes (field names
 and types follow the client's ``types/api.ts``: ``dataset_id`` / ``task_id`` are strings),
-``records`` the one read that builds a version's inline records, ``views`` one thin view
-per action over the app's services and selectors, ``urls`` both mounts.
+``views`` one thin view per action over the app's services and selectors, ``urls`` both
+mounts.
 
 Errors are the shared ones of ``core.api``: ``{"detail": "<string>"}`` with 400 for bad
 input naming the field (nothing is written: the services validate before their

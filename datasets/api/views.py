@@ -19,7 +19,6 @@ from core.api.path_params import uuid_or_not_found
 from core.api.query_params import parse_query
 from datasets import selectors, services
 from datasets.api import serializers as shapes
-from datasets.api.records import dataset_version_records
 from datasets.models import DatasetVersionStatus
 from labeling.permissions import CanManageDatasets, HasTeamRole
 
@@ -108,7 +107,7 @@ class DatasetDetailApi(PanelApiView):
                 f"/datasets/versions/{version.pk}/ (Parquet/NPZ)"
             )
         body = shapes.DatasetOutput(version).data
-        body["dataset"] = dataset_version_records(version)
+        body["dataset"] = shapes.dataset_records_output(selectors.dataset_version_records(version))
         return Response(body)
 
     @panel_schema("panel_dataset_delete", "Delete a dataset version and its records",

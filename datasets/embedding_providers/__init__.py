@@ -1,15 +1,16 @@
-"""Embedding providers: one per registry `type`, all with `embed(texts) -> ndarray`."""
+"""Embedding providers: one per registry `type`, all with `embed(texts, on_batch=None) -> ndarray`."""
 
 from __future__ import annotations
 
 from datasets.embedding_registry import EmbeddingModelSpec
 
-from .base import EmbeddingProvider, EmbeddingProviderError
+from .base import BatchCallback, EmbeddingProvider, EmbeddingProviderError
 from .local import LocalE5Provider
 from .openai_compatible import DEFAULT_BACKOFF_BASE_SECONDS, OpenAICompatibleProvider
 from .rate_limit import SYSTEM_CLOCK, Clock
 
 __all__ = [
+    "BatchCallback",
     "Clock",
     "EmbeddingProvider",
     "EmbeddingProviderError",

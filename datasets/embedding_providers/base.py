@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 import numpy as np
 
 from datasets.embedding_registry import EmbeddingModelSpec
+
+
+#: ``on_batch(texts_in_the_batch)``: see ``EmbeddingProvider.embed``.
+BatchCallback = Callable[[int], None]
 
 
 class EmbeddingProviderError(RuntimeError):
@@ -35,18 +39,23 @@ class EmbeddingProvider(ABC):
     def __init__(self, spec: EmbeddingModelSpec) -> None:
         self.spec = spec
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str], on_batch: BatchCallback | None = None) -> np.ndarray:
+        """``on_batch(n)`` is called each time a batch of ``n`` texts has been embedded,
+        from whichever thread embedded it (a provider's pool thread): it must be quick and
+        thread-safe (bump a counter), never touch the database. The batches' counts add
+        up to ``len(texts)`` when the call succeeds.
+        """
         texts = list(texts)
         _check_texts(texts)
         if not texts:
             return np.empty((0, self.spec.dimensions), dtype=np.float32)
-        vectors = self._embed(texts)
+        vectors = self._embed(texts, on_batch or _ignore_batch)
         check_vectors(self.spec, vectors, expected_rows=len(texts))
         return vectors
 
     @abstractmethod
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        """Embed a non-empty list of non-empty strings."""
+    def _embed(self, texts: list[str], on_batch: BatchCallback) -> np.ndarray:
+        """Embed a non-empty list of non-empty strings, calling ``on_batch`` after each batch."""
 
     def cancel(self) -> None:
         """Stop the work of calls in progress that has not started yet (queued batches,
@@ -65,6 +74,10 @@ class EmbeddingProvider(ABC):
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _ignore_batch(texts_in_the_batch: int) -> None:
+    pass
 
 
 def split_into_batches(texts: Sequence[str], batch_size: int) -> list[tuple[int, list[str]]]:

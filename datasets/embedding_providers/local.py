@@ -9,7 +9,7 @@ import numpy as np
 
 from datasets.embedding_registry import LOCAL_MODEL_DIMENSIONS, EmbeddingModelSpec
 
-from .base import EmbeddingProvider, EmbeddingProviderError, split_into_batches
+from .base import BatchCallback, EmbeddingProvider, EmbeddingProviderError, split_into_batches
 
 # One model per process: loading maps the weights and spins up the engine, and
 # every provider instance can share it. The same lock serialises inference, since
@@ -36,7 +36,7 @@ class LocalE5Provider(EmbeddingProvider):
             )
         super().__init__(spec)
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed(self, texts: list[str], on_batch: BatchCallback) -> np.ndarray:
         result = np.empty((len(texts), self.spec.dimensions), dtype=np.float32)
         for start, batch in split_into_batches(texts, self.spec.max_batch_size):
             try:
@@ -51,4 +51,5 @@ class LocalE5Provider(EmbeddingProvider):
                     attempts=1,
                 ) from error
             result[start : start + len(batch)] = vectors
+            on_batch(len(batch))
         return result

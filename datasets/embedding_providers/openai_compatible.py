@@ -27,7 +27,13 @@ import openai
 
 from datasets.embedding_registry import EmbeddingModelSpec
 
-from .base import EmbeddingProvider, EmbeddingProviderError, split_into_batches, wrong_dimensions_message
+from .base import (
+    BatchCallback,
+    EmbeddingProvider,
+    EmbeddingProviderError,
+    split_into_batches,
+    wrong_dimensions_message,
+)
 from .rate_limit import SYSTEM_CLOCK, Clock, RequestRateLimiter
 
 logger = logging.getLogger(__name__)
@@ -94,7 +100,7 @@ class OpenAICompatibleProvider(EmbeddingProvider):
 
     # --- batching and concurrency ------------------------------------------
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed(self, texts: list[str], on_batch: BatchCallback) -> np.ndarray:
         client = self._get_client()
         batches = split_into_batches(texts, self.spec.max_batch_size)
         result = np.empty((len(texts), self.spec.dimensions), dtype=np.float32)
@@ -104,7 +110,7 @@ class OpenAICompatibleProvider(EmbeddingProvider):
                 raise self._error("cancelled before it started", attempts=0)
             self._call_events.add(cancelled)
         try:
-            return self._embed_batches(client, batches, result, cancelled)
+            return self._embed_batches(client, batches, result, cancelled, on_batch)
         except _Cancelled:
             raise self._error("cancelled", attempts=0) from None
         finally:
@@ -117,6 +123,7 @@ class OpenAICompatibleProvider(EmbeddingProvider):
         batches: list[tuple[int, list[str]]],
         result: np.ndarray,
         cancelled: threading.Event,
+        on_batch: BatchCallback,
     ) -> np.ndarray:
         def run_batch(start: int, batch: list[str]) -> None:
             try:
@@ -124,6 +131,7 @@ class OpenAICompatibleProvider(EmbeddingProvider):
                 result[start : start + len(batch)] = self._embed_batch_with_retries(
                     client, batch, cancelled=cancelled
                 )
+                on_batch(len(batch))
             except BaseException:
                 # At once, from this thread: a pool thread picks its next batch
                 # before the caller's thread wakes up to cancel the rest.

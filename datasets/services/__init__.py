@@ -4,6 +4,7 @@ The build pipeline is described in ``datasets.services.build``; callers use the 
 re-exported here (``from datasets import services``).
 """
 
+from core.validation import validation_error_message  # re-exported for the datasets app's callers
 from datasets.services.build import dataset_version_build
 from datasets.services.build_requests import (
     DEFAULT_DATASET_NAME,
@@ -18,10 +19,7 @@ from datasets.services.build_requests import (
     dataset_build_request,
     dataset_task_cancel,
     dataset_task_resume,
-    dataset_version_request,
-    dataset_version_request_from_sampling,
     embedding_model_for_build,
-    validation_error_message,
 )
 from datasets.services.cleanup import dataset_tasks_cleanup, dataset_version_delete, dataset_versions_cleanup
 from datasets.services.embedding_models import embedding_models_sync, embedding_registry
@@ -76,8 +74,6 @@ __all__ = [
     "dataset_version_build",
     "dataset_version_delete",
     "dataset_version_export",
-    "dataset_version_request",
-    "dataset_version_request_from_sampling",
     "dataset_versions_cleanup",
     "embedding_model_for_build",
     "embedding_models_sync",

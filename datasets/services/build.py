@@ -2,7 +2,7 @@
 
 The build (DESIGN §4 flow 4) is a job on a ``DatasetTask`` row:
 
-``dataset_version_request()`` validates the input (nothing is written on bad input),
+``dataset_build_request()`` validates the input (nothing is written on bad input),
 creates the ``DatasetVersion`` (status ``building``) and its ``DatasetTask``
 (``pending``) in one transaction and queues ``datasets.tasks.build_dataset_version``
 on commit. The job body, ``dataset_version_build()``:

@@ -5,8 +5,6 @@ Every surface (the build form, the ML panel API, ``manage.py build_dataset``) ma
 ``BuildRequest`` and calls ``dataset_build_request(request, user=...)``, which checks
 the embedding model (known, API key configured), chooses the aids (the list given, or
 a sampling among the videos the build will keep) and writes the version and its task.
-``dataset_version_request`` and ``dataset_version_request_from_sampling`` are thin
-wrappers kept for existing callers.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
@@ -35,12 +33,12 @@ from datasets.models import (
 from datasets.selectors import (
     VIDEO_CONSENSUS_FROM,
     SamplingResult,
-    _as_uuid,
+    as_uuid,
     build_eligibility_condition,
     sampling_count,
     sampling_select,
 )
-from datasets.services.embedding_models import _spec_for_key, embedding_models_upsert, embedding_registry
+from datasets.services.embedding_models import embedding_model_spec, embedding_models_upsert, embedding_registry
 from datasets.services.job_lifecycle import BUILD_STEPS, task_mark_failed
 from datasets.text_composition import TEXT_TEMPLATE_VERSION
 
@@ -56,19 +54,6 @@ MAX_ERROR_AIDS_LISTED = 20
 NO_MATCH_MESSAGE = "No AIDs found matching the sampling criteria"
 SAMPLING_KEYS = ("strategy", "limit", "label_value", "metadata_filter", "seed")
 _BIGINT_MAX = 2**63 - 1
-
-
-def validation_error_message(error: ValidationError, *, with_fields: bool = True) -> str:
-    """A ``ValidationError`` as one line: ``field: message; other: message`` (for a
-    command or a log), or without the field names (``with_fields=False``, for a page
-    message). Messages that belong to no field (``NON_FIELD_ERRORS``) stand alone."""
-    if not hasattr(error, "error_dict"):
-        return "; ".join(error.messages)
-    parts = []
-    for field, messages in error.message_dict.items():
-        text = " ".join(messages)
-        parts.append(text if field == NON_FIELD_ERRORS or not with_fields else f"{field}: {text}")
-    return "; ".join(parts)
 
 
 # --- the request object ------------------------------------------------------------
@@ -249,7 +234,7 @@ def embedding_model_for_build(key: object) -> EmbeddingModelSpec:
     ``embedding_model``) when the key is unknown or the environment variable that must
     hold its API key is not set: such a build could only fail, after taking a version
     number. Raises ``EmbeddingRegistryError`` when the registry file itself is invalid."""
-    spec = _spec_for_key(key)
+    spec = embedding_model_spec(key)
     if spec.api_key_is_set is False:
         raise ValidationError({"embedding_model": missing_api_key_message(spec)})
     return spec
@@ -382,59 +367,6 @@ def _version_and_task_create(
     return task
 
 
-# --- the older entry points (thin wrappers) ----------------------------------------------
-
-
-def dataset_version_request(
-    *,
-    aid_list: Iterable[int],
-    embedding_model_key: str,
-    description: str | None = "",
-    split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
-    seed: int = DEFAULT_SEED,
-    force_regenerate: bool = False,
-    include_inconsistent: bool = False,
-    dataset_name: str | None = None,
-    user=None,
-    selection: dict[str, Any] | None = None,
-    enqueue: bool = True,
-) -> DatasetTask:
-    """``dataset_build_request`` for an aid list; returns the ``DatasetTask``."""
-    request = BuildRequest(
-        embedding_model_key=embedding_model_key,
-        aid_list=aid_list,
-        dataset_name=dataset_name,
-        description=description,
-        split_ratios=split_ratios,
-        seed=seed,
-        force_regenerate=force_regenerate,
-        include_inconsistent=include_inconsistent,
-        selection=selection,
-    )
-    return dataset_build_request(request, user=user, enqueue=enqueue).task
-
-
-def dataset_version_request_from_sampling(
-    *,
-    sampling: dict[str, Any],
-    embedding_model_key: str,
-    description: str | None = "",
-    user=None,
-    enqueue: bool = True,
-    **build_kwargs: Any,
-) -> tuple[DatasetTask, SamplingResult]:
-    """``dataset_build_request`` for a sampling (a dict with ``SAMPLING_KEYS``);
-    returns the task and the ``SamplingResult``."""
-    if "selection" in build_kwargs or "aid_list" in build_kwargs:
-        raise TypeError("dataset_version_request_from_sampling() chooses aid_list and selection itself")
-    request = BuildRequest(
-        embedding_model_key=embedding_model_key, sampling=sampling, description=description, **build_kwargs
-    )
-    started = dataset_build_request(request, user=user, enqueue=enqueue)
-    return started.task, started.sample
-
-
-
 def _enqueue_build(task_id: uuid.UUID, celery_task_id: str) -> None:
     from datasets.tasks import build_dataset_version  # tasks import services
 
@@ -464,7 +396,7 @@ def dataset_task_resume(task_id: uuid.UUID | str, *, enqueue: bool = True) -> Da
     Raises ``DatasetTask.DoesNotExist`` or ``ValidationError`` (``task_id``) when the task
     is not a resumable build, (``embedding_model``) when its model's API key is not set.
     """
-    task_uuid = _as_uuid(task_id, "task_id")
+    task_uuid = as_uuid(task_id, "task_id")
     with transaction.atomic():
         task = (
             DatasetTask.objects.select_for_update(of=("self",))
@@ -517,7 +449,7 @@ def dataset_task_resume(task_id: uuid.UUID | str, *, enqueue: bool = True) -> Da
 
 def dataset_task_cancel(task_id: uuid.UUID | str) -> DatasetTask:
     """Cancel a pending or running build; the worker stops at its next progress write."""
-    task_uuid = _as_uuid(task_id, "task_id")
+    task_uuid = as_uuid(task_id, "task_id")
     now = timezone.now()
     with transaction.atomic():
         task = DatasetTask.objects.select_for_update().get(pk=task_uuid)

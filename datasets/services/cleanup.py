@@ -11,7 +11,7 @@ from django.db.models import ProtectedError, Q
 from django.utils import timezone
 
 from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, DatasetVersionStatus
-from datasets.selectors import _as_uuid
+from datasets.selectors import as_uuid
 from datasets.services.job_lifecycle import stale_after
 
 
@@ -28,7 +28,7 @@ def dataset_version_delete(version_id: uuid.UUID | str) -> None:
     build is pending or running, or when something else (e.g. an experiment run)
     still refers to it.
     """
-    version_uuid = _as_uuid(version_id, "dataset_id")
+    version_uuid = as_uuid(version_id, "dataset_id")
     now = timezone.now()
     with transaction.atomic():
         version = DatasetVersion.objects.select_for_update().get(pk=version_uuid)

@@ -126,7 +126,9 @@ def embedding_models_sync(registry: EmbeddingRegistry | None = None) -> dict[str
     return embedding_models_upsert(list(registry))
 
 
-def _spec_for_key(key: object, registry: EmbeddingRegistry | None = None) -> EmbeddingModelSpec:
+def embedding_model_spec(key: object, registry: EmbeddingRegistry | None = None) -> EmbeddingModelSpec:
+    """The registry's spec for ``key``; ``ValidationError`` (``embedding_model``, listing
+    the known keys) when the key is not in the registry."""
     registry = registry or embedding_registry()
     if not isinstance(key, str) or key not in registry:
         known = ", ".join(registry.models) or "none"

@@ -4,20 +4,19 @@ chunk, and storage through a session staging table (binary COPY + one upsert).
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from django.db import connection
 
 from datasets import pgcopy
-from datasets.embedding_providers import provider_for
+from datasets.embedding_providers import EmbeddingProvider, provider_for
 from datasets.embedding_registry import EmbeddingModelSpec
 from datasets.models import DatasetVersionItem, Embedding
 from datasets.services.build_state import BuildState
-from datasets.services.job_lifecycle import HEARTBEAT_INTERVAL_SECONDS, BuildFailed, BuildProgress
+from datasets.services.job_lifecycle import PROGRESS_MIN_INTERVAL_SECONDS, BuildFailed, BuildProgress
 
 
 # --- tuning (module constants so tests and benchmarks can state / patch them) ----
@@ -27,6 +26,10 @@ EMBED_CHUNK_TEXTS = 1024
 #: The local CPU model embeds ~30-150 texts/s: smaller chunks keep progress moving and
 #: make a failure lose seconds, not a minute; its round trips are cheap next to the maths.
 LOCAL_EMBED_CHUNK_TEXTS = 128
+#: Longest the build's thread sleeps while a chunk is embedded. A completed batch wakes
+#: it at once; this bound only lets it write progress the throttle held back, and the
+#: heartbeat, while a batch takes long. Waking costs no round trip unless a write is due.
+PROGRESS_WAKE_SECONDS = PROGRESS_MIN_INTERVAL_SECONDS
 #: Distinct checksums per existence lookup query.
 LOOKUP_CHUNK_CHECKSUMS = 20_000
 
@@ -56,25 +59,31 @@ def generate_embeddings(
     *,
     overwrite: bool,
 ) -> None:
-    """Embed ``missing`` chunk by chunk; chunk k+1 is embedded while chunk k is stored."""
+    """Embed ``missing`` chunk by chunk; chunk k+1 is embedded while chunk k is stored.
+
+    Progress moves per provider batch, not per chunk: while a chunk is embedded, the
+    build's thread wakes whenever a batch completes and advances ``progress`` (which
+    throttles its writes by the build's clock and estimates the time left), so a build
+    of a single chunk shows its texts counting up and an ETA from the first batch on.
+    """
     size = LOCAL_EMBED_CHUNK_TEXTS if spec.type == "local" else EMBED_CHUNK_TEXTS
     chunks = [missing[start : start + size] for start in range(0, len(missing), size)]
     _stage_prepare()
     provider = provider_for(spec)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-{spec.key}")
     try:
-        future: Future[np.ndarray] = pool.submit(provider.embed, [state.texts[c] for c in chunks[0]])
+        future, embedded = _embed_chunk_submit(pool, provider, [state.texts[c] for c in chunks[0]])
         stored = 0
         for index, chunk in enumerate(chunks):
-            vectors = _wait_for(future, progress)
+            vectors = _wait_for(future, embedded, progress, stored=stored, total=len(missing))
             if index + 1 < len(chunks):
-                future = pool.submit(provider.embed, [state.texts[c] for c in chunks[index + 1]])
+                future, embedded = _embed_chunk_submit(pool, provider, [state.texts[c] for c in chunks[index + 1]])
             outcome = _embeddings_store(model_id, chunk, vectors, overwrite=overwrite)
             state.embedding_ids.update(outcome.ids)
             state.new_embeddings += outcome.written
             state.frozen_vectors_kept += outcome.frozen_kept
             stored += len(chunk)
-            progress.advance(stored, message=f"Generated {stored}/{len(missing)} embeddings")
+            progress.advance(stored, message=_generated_message(stored, len(missing)))
     finally:
         # On the way out after an error: the chunk being embedded stops sending requests
         # (queued batches and retries are cancelled), and its client is closed only once
@@ -84,12 +93,66 @@ def generate_embeddings(
         provider.close()
 
 
-def _wait_for(future: Future, progress: BuildProgress) -> Any:
-    while True:
-        try:
-            return future.result(timeout=HEARTBEAT_INTERVAL_SECONDS / 2)
-        except FutureTimeoutError:
-            progress.heartbeat()
+class _EmbeddedTexts:
+    """Texts of one chunk embedded so far, counted from the provider's threads
+    (``on_batch``): they only bump the count, so every database write stays on the
+    build's thread, which sleeps in ``wait_for_news`` until a batch completes or the
+    chunk's call ends."""
+
+    def __init__(self) -> None:
+        self._news = threading.Condition()
+        self._count = 0
+        self._call_ended = False
+
+    def add(self, texts: int) -> None:
+        with self._news:
+            self._count += texts
+            self._news.notify_all()
+
+    def end(self, _future: Future | None = None) -> None:
+        with self._news:
+            self._call_ended = True
+            self._news.notify_all()
+
+    def wait_for_news(self, count_seen: int, timeout: float) -> int:
+        """The count, once it differs from ``count_seen``, the call has ended, or
+        ``timeout`` seconds have passed."""
+        with self._news:
+            self._news.wait_for(lambda: self._call_ended or self._count != count_seen, timeout)
+            return self._count
+
+
+def _embed_chunk_submit(
+    pool: ThreadPoolExecutor, provider: EmbeddingProvider, texts: list[str]
+) -> tuple[Future[np.ndarray], _EmbeddedTexts]:
+    embedded = _EmbeddedTexts()
+    future = pool.submit(provider.embed, texts, embedded.add)
+    future.add_done_callback(embedded.end)
+    return future, embedded
+
+
+def _wait_for(
+    future: Future[np.ndarray], embedded: _EmbeddedTexts, progress: BuildProgress, *, stored: int, total: int
+) -> np.ndarray:
+    """The chunk's vectors. Meanwhile each completed batch advances ``progress`` past
+    ``stored`` (the texts of earlier chunks), an advance the throttle held back is
+    written once due, and the heartbeat goes on while a batch takes long."""
+    count_seen = 0
+    while not future.done():
+        count = embedded.wait_for_news(count_seen, PROGRESS_WAKE_SECONDS)
+        if future.done():
+            break
+        if count != count_seen:
+            count_seen = count
+            progress.advance(stored + count, message=_generated_message(stored + count, total))
+        else:
+            progress.flush()
+        progress.heartbeat()
+    return future.result()
+
+
+def _generated_message(done: int, total: int) -> str:
+    return f"Generated {done}/{total} embeddings"
 
 
 def _stage_prepare() -> None:

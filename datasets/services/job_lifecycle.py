@@ -35,11 +35,12 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core.validation import validation_error_message
 from datasets import pgcopy
 from datasets.embedding_providers import EmbeddingProviderError
 from datasets.embedding_registry import EmbeddingRegistryError
 from datasets.models import DatasetTask, DatasetTaskStatus, DatasetTaskType, DatasetVersion, DatasetVersionStatus
-from datasets.selectors import _as_uuid
+from datasets.selectors import as_uuid
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,8 @@ class BuildProgress:
         self.message = ""
         self.eta_seconds: float | None = None
         self.last_write = clock()
+        #: An ``advance`` the throttle kept from the row (``flush`` writes it when due).
+        self._unwritten = False
 
     @property
     def percentage(self) -> float:
@@ -212,18 +215,29 @@ class BuildProgress:
         elapsed = self.clock() - self.step_started
         self.eta_seconds = round(elapsed / done * (self.total - done), 1) if done and self.total > done else None
         self._notify()
-        if self.clock() - self.last_write >= PROGRESS_MIN_INTERVAL_SECONDS:
+        if self._write_due():
+            self.write()
+        else:
+            self._unwritten = True
+
+    def flush(self) -> None:
+        """Write the last ``advance`` the throttle held back, once a write is due again."""
+        if self._unwritten and self._write_due():
             self.write()
 
     def heartbeat(self) -> None:
         if self.clock() - self.last_write >= HEARTBEAT_INTERVAL_SECONDS:
             self.write()
 
+    def _write_due(self) -> bool:
+        return self.clock() - self.last_write >= PROGRESS_MIN_INTERVAL_SECONDS
+
     def write(self, **extra: Any) -> None:
         updated = DatasetTask.objects.filter(
             pk=self.task_id, status=DatasetTaskStatus.RUNNING, attempts=self.attempt
         ).update(heartbeat_at=timezone.now(), **self.fields(), **extra)
         self.last_write = self.clock()
+        self._unwritten = False
         if not updated:
             raise BuildAborted(f"task {self.task_id} was cancelled or taken over by another worker")
         if not self.holds_lock:
@@ -384,7 +398,7 @@ def build_job_run(
     possible, carrying the attempt as ``claim_attempt`` (the Celery retry takes over
     that very attempt). Returns the task row as it ends up.
     """
-    task_uuid = _as_uuid(task_id, "task_id")
+    task_uuid = as_uuid(task_id, "task_id")
     claim = task_claim(
         task_uuid, celery_task_id=celery_task_id, claim_attempt=claim_attempt, lock_wait_seconds=lock_wait_seconds
     )
@@ -415,7 +429,7 @@ def build_job_run(
             error.claim_attempt = progress.attempt
             raise
         except ValidationError as error:  # e.g. the registry changed a model's identity
-            _task_fail(task_uuid, progress, "; ".join(error.messages))
+            _task_fail(task_uuid, progress, validation_error_message(error, with_fields=False))
         except (BuildFailed, EmbeddingProviderError, EmbeddingRegistryError, pgcopy.CopyFormatError, ValueError) as error:
             _task_fail(task_uuid, progress, str(error))
         except Exception as error:  # a bug or an unexpected database error: fail visibly, keep the trace in the log
@@ -473,7 +487,7 @@ def dataset_task_fail(task_id: uuid.UUID | str, reason: str) -> bool:
     Best effort for callers that are giving up (e.g. the Celery task after its last
     retry on database errors): returns False when the database cannot be reached.
     """
-    task_uuid = _as_uuid(task_id, "task_id")
+    task_uuid = as_uuid(task_id, "task_id")
     try:
         with transaction.atomic():
             return task_mark_failed(

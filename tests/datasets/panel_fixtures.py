@@ -75,7 +75,7 @@ def build(registry_file, embedding_server, celery_eager, django_capture_on_commi
     def run(aids, **options) -> DatasetTask:
         options.setdefault("embedding_model_key", MODEL_KEY)
         with django_capture_on_commit_callbacks(execute=True):
-            task = services.dataset_version_request(aid_list=aids, **options)
+            task = services.dataset_build_request(services.BuildRequest(aid_list=aids, **options)).task
         task.refresh_from_db()
         return task
 

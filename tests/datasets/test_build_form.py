@@ -500,14 +500,5 @@ def test_the_service_samples_or_takes_the_list(mixed_corpus, registry_file):
     assert listed.task.dataset_version.number == 2 and sampled.task.params["seed"] == services.DEFAULT_SEED
 
 
-def test_validation_error_message_is_one_line():
-    keyed = ValidationError({"aid_list": ["is empty", "really"], "seed": "must be an integer"})
-
-    assert services.validation_error_message(keyed) == "aid_list: is empty really; seed: must be an integer"
-    assert services.validation_error_message(keyed, with_fields=False) == "is empty really; must be an integer"
-    assert services.validation_error_message(ValidationError(["a", "b"])) == "a; b"
-    assert services.validation_error_message(ValidationError({"__all__": "whole"})) == "whole"
-
-
 def test_the_form_defaults_to_the_one_default_seed(registry_file):
     assert build_forms.DatasetBuildForm().fields["seed"].initial == services.DEFAULT_SEED

@@ -23,9 +23,10 @@ def test_a_real_worker_builds_and_freezes_a_version(celery_worker_process):
     )
     Label.objects.bulk_create([Label(video=video, user=labeler, value=bool(n % 2)) for n, video in enumerate(videos)])
 
-    task = services.dataset_version_request(
+    request = services.BuildRequest(
         aid_list=[video.aid for video in videos], embedding_model_key="local-default", description="real worker"
     )
+    task = services.dataset_build_request(request).task
 
     deadline = time.monotonic() + 180  # only a real hang reaches it
     while time.monotonic() < deadline:

@@ -92,7 +92,7 @@ def corpus(labelers):
 def build(django_capture_on_commit_callbacks, **kwargs) -> DatasetTask:
     kwargs.setdefault("embedding_model_key", MODEL_KEY)
     with django_capture_on_commit_callbacks(execute=True):
-        task = services.dataset_version_request(**kwargs)
+        task = services.dataset_build_request(services.BuildRequest(**kwargs)).task
     task.refresh_from_db()
     return task
 
@@ -277,7 +277,9 @@ def test_force_regenerate_overwrites_vectors_no_ready_version_uses_and_keeps_the
     # v1 freezes the 20 positives. The 10 negatives' vectors are stored by a build that
     # failed before freezing (no ready version uses them).
     v1 = build(django_capture_on_commit_callbacks, aid_list=positive).dataset_version
-    loose = services.dataset_version_request(aid_list=negative, embedding_model_key=MODEL_KEY, enqueue=False)
+    loose = services.dataset_build_request(
+        services.BuildRequest(aid_list=negative, embedding_model_key=MODEL_KEY), enqueue=False
+    ).task
     services.dataset_version_build(task_id=loose.pk)
     services.dataset_version_delete(loose.dataset_version_id)
     assert Embedding.objects.count() == 30 and DatasetVersionItem.objects.count() == 20
@@ -375,9 +377,8 @@ def test_resume_refuses_tasks_that_are_not_failed(
 
 
 def pending_build(corpus, **kwargs) -> DatasetTask:
-    return services.dataset_version_request(
-        aid_list=aids_of(corpus["positive"]), embedding_model_key=MODEL_KEY, enqueue=False, **kwargs
-    )
+    request = services.BuildRequest(aid_list=aids_of(corpus["positive"]), embedding_model_key=MODEL_KEY, **kwargs)
+    return services.dataset_build_request(request, enqueue=False).task
 
 
 def test_a_second_delivery_of_a_task_its_live_worker_runs_returns_at_once(
@@ -595,10 +596,10 @@ def test_a_cancelled_task_stops_at_its_next_progress_write(corpus, registry_file
     ],
 )
 def test_bad_requests_name_the_field_and_write_nothing(corpus, registry_file, kwargs, field, fragment):
-    request = {"aid_list": aids_of(corpus["positive"]), "embedding_model_key": MODEL_KEY, "enqueue": False} | kwargs
+    fields = {"aid_list": aids_of(corpus["positive"]), "embedding_model_key": MODEL_KEY} | kwargs
 
     with pytest.raises(ValidationError) as raised:
-        services.dataset_version_request(**request)
+        services.dataset_build_request(services.BuildRequest(**fields), enqueue=False)
 
     assert field in raised.value.message_dict
     assert fragment in " ".join(raised.value.message_dict[field])
@@ -617,7 +618,9 @@ def test_a_queue_outage_marks_the_task_failed_instead_of_losing_it(
 
     monkeypatch.setattr(build_dataset_version, "apply_async", broker_down)
     with django_capture_on_commit_callbacks(execute=True):
-        task = services.dataset_version_request(aid_list=aids_of(corpus["positive"]), embedding_model_key=MODEL_KEY)
+        task = services.dataset_build_request(
+            services.BuildRequest(aid_list=aids_of(corpus["positive"]), embedding_model_key=MODEL_KEY)
+        ).task
 
     task.refresh_from_db()
     assert task.status == DatasetTaskStatus.FAILED
@@ -697,9 +700,10 @@ def test_round_trips_do_not_grow_with_the_number_of_videos(
         label(videos, labelers, lambda index, video: POSITIVE if index % 3 else NEGATIVE)
         services.embedding_models_sync()  # outside the count, like a warm registry
         with CaptureQueriesContext(connection) as request_queries:
-            task = services.dataset_version_request(
-                aid_list=aids_of(videos), embedding_model_key=MODEL_KEY, enqueue=False, dataset_name=f"n{count}"
+            request = services.BuildRequest(
+                aid_list=aids_of(videos), embedding_model_key=MODEL_KEY, dataset_name=f"n{count}"
             )
+            task = services.dataset_build_request(request, enqueue=False).task
         with CaptureQueriesContext(connection) as build_queries:
             task = services.dataset_version_build(task_id=task.pk, clock=STOPPED_CLOCK)
         assert task.status == DatasetTaskStatus.COMPLETED, task.error
@@ -723,9 +727,13 @@ def test_warm_rebuild_round_trips_do_not_grow_either(labelers, registry_file, em
     def warm_rebuild(count: int, start_aid: int) -> int:
         videos = make_videos(count, start_aid=start_aid)
         label(videos, labelers, POSITIVE)
-        task = services.dataset_version_request(aid_list=aids_of(videos), embedding_model_key=MODEL_KEY, enqueue=False)
+        task = services.dataset_build_request(
+            services.BuildRequest(aid_list=aids_of(videos), embedding_model_key=MODEL_KEY), enqueue=False
+        ).task
         services.dataset_version_build(task_id=task.pk)
-        task = services.dataset_version_request(aid_list=aids_of(videos), embedding_model_key=MODEL_KEY, enqueue=False)
+        task = services.dataset_build_request(
+            services.BuildRequest(aid_list=aids_of(videos), embedding_model_key=MODEL_KEY), enqueue=False
+        ).task
         with CaptureQueriesContext(connection) as queries:
             task = services.dataset_version_build(task_id=task.pk, clock=STOPPED_CLOCK)
         assert task.dataset_version.reused_embeddings == count

@@ -48,9 +48,10 @@ def aids(videos) -> list[int]:
     return [video.aid for video in videos]
 
 
-def request(videos, **kwargs) -> DatasetTask:
-    kwargs.setdefault("embedding_model_key", MODEL_KEY)
-    return services.dataset_version_request(aid_list=aids(videos), enqueue=False, **kwargs)
+def request(videos, *, user=None, **fields) -> DatasetTask:
+    fields.setdefault("embedding_model_key", MODEL_KEY)
+    build = services.BuildRequest(aid_list=aids(videos), **fields)
+    return services.dataset_build_request(build, user=user, enqueue=False).task
 
 
 def built(videos, **kwargs) -> DatasetTask:
@@ -218,19 +219,24 @@ def test_the_sweeper_runs_on_the_default_queue():
 # --- 4. fencing -----------------------------------------------------------------------------
 
 
+def swept_then_broken(task: DatasetTask):
+    """A ``_load_videos`` for a worker that stalled long enough for the sweeper to take its
+    task (fail it, or hand it over), then hits an error."""
+
+    def load_videos(aids_):
+        DatasetTask.objects.filter(pk=task.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+        assert services.dataset_task_mark_stale() == 1
+        raise ValueError("boom")
+
+    return load_videos
+
+
 def test_a_worker_that_fails_after_being_swept_does_not_overwrite_the_sweepers_verdict(
     videos, registry_file, embedding_server, monkeypatch, settings
 ):
     settings.CVSA_JOB_MAX_ATTEMPTS = 1  # the sweeper fails it instead of re-queueing it
     task = request(videos)
-
-    def swept_then_broken(aids_):
-        # The worker stalled long enough to be swept, then hits an error.
-        DatasetTask.objects.filter(pk=task.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-        assert services.dataset_task_mark_stale() == 1
-        raise ValueError("boom")
-
-    monkeypatch.setattr(build_job, "_load_videos", swept_then_broken)
+    monkeypatch.setattr(build_job, "_load_videos", swept_then_broken(task))
 
     result = services.dataset_version_build(task_id=task.pk)
 
@@ -243,14 +249,7 @@ def test_a_worker_that_comes_back_after_its_task_was_requeued_writes_nothing(
     videos, registry_file, embedding_server, monkeypatch, django_capture_on_commit_callbacks
 ):
     task = request(videos)
-
-    def swept_then_back(aids_):
-        # The worker stalled long enough for the sweeper to hand its task over, then goes on.
-        DatasetTask.objects.filter(pk=task.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
-        assert services.dataset_task_mark_stale() == 1
-        raise ValueError("boom")
-
-    monkeypatch.setattr(build_job, "_load_videos", swept_then_back)
+    monkeypatch.setattr(build_job, "_load_videos", swept_then_broken(task))  # the sweeper hands it over
 
     with django_capture_on_commit_callbacks() as queued:
         result = services.dataset_version_build(task_id=task.pk)
@@ -277,12 +276,15 @@ def test_resume_and_cancel_bump_the_fencing_token(videos, registry_file):
 
 
 def test_request_from_sampling_records_the_selection(videos, registry_file):
-    task, sample = services.dataset_version_request_from_sampling(
-        sampling={"strategy": "random", "limit": 4, "seed": 3, "label_value": True},
-        embedding_model_key=MODEL_KEY,
-        description="sampled",
+    started = services.dataset_build_request(
+        services.BuildRequest(
+            embedding_model_key=MODEL_KEY,
+            sampling={"strategy": "random", "limit": 4, "seed": 3, "label_value": True},
+            description="sampled",
+        ),
         enqueue=False,
     )
+    task, sample = started.task, started.sample
 
     version = task.dataset_version
     assert sample.sampled_count == 4 and sorted(version.requested_aids) == sorted(sample.aid_list)
@@ -292,17 +294,16 @@ def test_request_from_sampling_records_the_selection(videos, registry_file):
 
 def test_request_from_sampling_with_no_match_is_refused_and_writes_nothing(videos, registry_file):
     with pytest.raises(ValidationError) as raised:
-        services.dataset_version_request_from_sampling(
-            sampling={"strategy": "all", "metadata_filter": {"min_duration": 10_000}},
-            embedding_model_key=MODEL_KEY,
+        services.dataset_build_request(
+            services.BuildRequest(
+                embedding_model_key=MODEL_KEY, sampling={"strategy": "all", "metadata_filter": {"min_duration": 10_000}}
+            ),
             enqueue=False,
         )
     assert raised.value.message_dict == {"sampling": ["No AIDs found matching the sampling criteria"]}
     assert not DatasetVersion.objects.exists()
     with pytest.raises(ValidationError, match="unknown key"):
-        services.dataset_version_request_from_sampling(
-            sampling={"strategy": "all", "colour": "red"}, embedding_model_key=MODEL_KEY
-        )
+        services.BuildRequest(embedding_model_key=MODEL_KEY, sampling={"strategy": "all", "colour": "red"})
 
 
 # --- 8. database constraints ----------------------------------------------------------------

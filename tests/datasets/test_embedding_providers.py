@@ -123,6 +123,70 @@ def test_empty_text_is_rejected_before_any_request(server: OpenAIEmbeddingServer
     assert server.requests == []
 
 
+# --- per-batch callback ---------------------------------------------------------
+
+
+class BatchRecorder:
+    """An ``on_batch`` callback: records each batch's size and the thread that reported it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sizes: list[int] = []
+        self.threads: set[str] = set()
+        self.first_batch = threading.Event()
+
+    def __call__(self, texts_in_the_batch: int) -> None:
+        with self._lock:
+            self.sizes.append(texts_in_the_batch)
+            self.threads.add(threading.current_thread().name)
+        self.first_batch.set()
+
+
+def test_on_batch_reports_every_batch_of_a_concurrent_call(server: OpenAIEmbeddingServer) -> None:
+    recorder = BatchRecorder()
+    provider = remote_provider(server, max_batch_size=10, concurrency=3)
+
+    vectors = provider.embed(texts(25), on_batch=recorder)
+
+    assert vectors.shape == (25, DIMENSIONS)
+    assert sorted(recorder.sizes) == [5, 10, 10]
+    assert all(name.startswith("embed-fake-remote") for name in recorder.threads)  # the provider's own threads
+
+
+def test_on_batch_is_called_as_each_batch_completes_not_when_the_call_returns(
+    server: OpenAIEmbeddingServer,
+) -> None:
+    server.hold_requests(after=1)  # answer the first batch, hold the second
+    recorder = BatchRecorder()
+    provider = remote_provider(server, max_batch_size=10, concurrency=1)
+    result: list[np.ndarray] = []
+    worker = threading.Thread(target=lambda: result.append(provider.embed(texts(15), on_batch=recorder)))
+    worker.start()
+
+    assert recorder.first_batch.wait(HANG_GUARD_SECONDS)
+    assert server.wait_for_in_flight(1)
+    assert recorder.sizes == [10]  # reported while the second batch is still at the server
+    assert not result
+    server.release_requests()
+    worker.join(timeout=HANG_GUARD_SECONDS)
+
+    assert not worker.is_alive()
+    assert recorder.sizes == [10, 5]
+    assert result[0].shape == (15, DIMENSIONS)
+
+
+def test_on_batch_is_not_called_for_a_failed_batch_nor_for_empty_input(server: OpenAIEmbeddingServer) -> None:
+    recorder = BatchRecorder()
+    provider = remote_provider(server, max_batch_size=10, concurrency=1, max_retries=0)
+    provider.embed([], on_batch=recorder)
+    server.fail_next(400)
+
+    with pytest.raises(EmbeddingProviderError):
+        provider.embed(texts(5), on_batch=recorder)
+
+    assert recorder.sizes == []
+
+
 # --- concurrency and rate limit -------------------------------------------------
 
 
@@ -313,6 +377,16 @@ def test_local_provider_is_deterministic_and_batch_independent(local_provider: L
 
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
     np.testing.assert_array_equal(local_provider.embed(inputs), batched)
+
+
+def test_local_provider_reports_each_batch_as_it_is_embedded(local_provider: LocalE5Provider) -> None:
+    recorder = BatchRecorder()
+
+    vectors = local_provider.embed(["洛天依 原创 曲", "烹饪 面条", "初音ミク 新曲"], on_batch=recorder)
+
+    assert vectors.shape == (3, 384)
+    assert recorder.sizes == [2, 1]  # max_batch_size 2, in order, from the calling thread
+    assert recorder.threads == {threading.current_thread().name}
 
 
 def test_local_provider_separates_related_from_unrelated_chinese(local_provider: LocalE5Provider) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import numpy as np
@@ -23,7 +24,13 @@ from datasets.models import (
     DatasetVersionStatus,
     Embedding,
 )
-from datasets.selectors import dataset_statistics, dataset_task_counts, dataset_task_list, dataset_version_arrays
+from datasets.selectors import (
+    as_uuid,
+    dataset_statistics,
+    dataset_task_counts,
+    dataset_task_list,
+    dataset_version_arrays,
+)
 from datasets.text_composition import compose_video_text
 from tests.datasets.conftest import DIMENSIONS, MODEL_KEY
 from tests.datasets.factories import NEGATIVE, POSITIVE, label, make_labelers, make_videos
@@ -41,11 +48,15 @@ def videos(db):
     return positive + negative
 
 
+def pending_build(aids: list[int]) -> DatasetTask:
+    """A build of ``aids`` requested and left pending (not queued)."""
+    request = services.BuildRequest(embedding_model_key=MODEL_KEY, aid_list=aids)
+    return services.dataset_build_request(request, enqueue=False).task
+
+
 @pytest.fixture
 def ready_version(videos, registry_file, embedding_server) -> DatasetVersion:
-    task = services.dataset_version_request(
-        aid_list=[video.aid for video in videos], embedding_model_key=MODEL_KEY, enqueue=False
-    )
+    task = pending_build([video.aid for video in videos])
     task = services.dataset_version_build(task_id=task.pk)
     assert task.status == DatasetTaskStatus.COMPLETED, task.error
     return DatasetVersion.objects.get(pk=task.dataset_version_id)
@@ -92,9 +103,7 @@ def test_npz_export_round_trips(ready_version, tmp_path):
 
 
 def test_unready_versions_and_unknown_formats_are_refused(videos, registry_file, tmp_path):
-    task = services.dataset_version_request(
-        aid_list=[video.aid for video in videos], embedding_model_key=MODEL_KEY, enqueue=False
-    )
+    task = pending_build([video.aid for video in videos])
     with pytest.raises(ValidationError, match="building, not ready"):
         services.dataset_version_export(task.dataset_version_id, format="npz", path=tmp_path / "x.npz")
     with pytest.raises(ValidationError, match="unknown export format 'csv'"):
@@ -123,6 +132,22 @@ def test_build_dataset_command_sync_with_an_aids_file(videos, registry_file, emb
     assert version.description == "from cli"
     assert version.selection["strategy"] == "aid_list"
     assert "ready: 15 records" in capsys.readouterr().out
+
+
+def test_build_dataset_command_queues_an_aids_file_once_per_aid(videos, registry_file, tmp_path, capsys):
+    aids_file = tmp_path / "aids.json"
+    aids_file.write_text(json.dumps([videos[0].aid, videos[1].aid, videos[0].aid]))
+
+    call_command("build_dataset", "--aids-file", str(aids_file), "--model", MODEL_KEY)
+
+    task = DatasetTask.objects.get()
+    version = task.dataset_version
+    assert task.status == DatasetTaskStatus.PENDING and task.celery_task_id  # queued on commit
+    assert version.requested_aids == [videos[0].aid, videos[1].aid]
+    assert version.selection == {"strategy": "aid_list", "source": str(aids_file)}
+    assert version.seed == services.DEFAULT_SEED
+    assert (version.train_ratio, version.val_ratio, version.test_ratio) == pytest.approx(services.DEFAULT_SPLIT_RATIOS)
+    assert f"Queued build task {task.pk} for dataset version {version.pk} (2 aids)" in capsys.readouterr().out
 
 
 def test_build_dataset_command_queues_a_sampled_build(
@@ -154,9 +179,7 @@ def test_build_dataset_command_reports_bad_input(videos, registry_file, tmp_path
 def test_build_dataset_command_resumes_a_failed_build(
     videos, registry_file, embedding_server, celery_eager, django_capture_on_commit_callbacks, capsys
 ):
-    task = services.dataset_version_request(
-        aid_list=[video.aid for video in videos], embedding_model_key=MODEL_KEY, enqueue=False
-    )
+    task = pending_build([video.aid for video in videos])
     embedding_server.always_fail_with = 500
     assert services.dataset_version_build(task_id=task.pk).status == DatasetTaskStatus.FAILED
     embedding_server.always_fail_with = None
@@ -171,9 +194,7 @@ def test_build_dataset_command_resumes_a_failed_build(
 
 
 def test_build_dataset_command_resume_in_process_and_its_errors(videos, registry_file, embedding_server, capsys):
-    task = services.dataset_version_request(
-        aid_list=[video.aid for video in videos], embedding_model_key=MODEL_KEY, enqueue=False
-    )
+    task = pending_build([video.aid for video in videos])
     with pytest.raises(CommandError, match=f"task_id: task {task.pk} is pending; only failed or cancelled"):
         call_command("build_dataset", "--resume", str(task.pk))
     services.dataset_task_cancel(task.pk)
@@ -220,18 +241,14 @@ def test_delete_removes_the_version_and_its_items_but_keeps_embeddings(ready_ver
 
 
 def test_a_version_being_built_cannot_be_deleted(videos, registry_file):
-    task = services.dataset_version_request(
-        aid_list=[video.aid for video in videos], embedding_model_key=MODEL_KEY, enqueue=False
-    )
+    task = pending_build([video.aid for video in videos])
     with pytest.raises(ValidationError, match="being built"):
         services.dataset_version_delete(task.dataset_version_id)
 
 
 def test_tasks_cleanup_removes_only_old_finished_tasks(ready_version, videos, registry_file):
     old_done = DatasetTask.objects.get()
-    pending = services.dataset_version_request(
-        aid_list=[videos[0].aid], embedding_model_key=MODEL_KEY, enqueue=False
-    )
+    pending = pending_build([videos[0].aid])
     DatasetTask.objects.filter(pk=old_done.pk).update(completed_at=timezone.now() - timedelta(hours=30))
     DatasetTask.objects.filter(pk=pending.pk).update(created_at=timezone.now() - timedelta(days=3))
 
@@ -243,12 +260,10 @@ def test_tasks_cleanup_removes_only_old_finished_tasks(ready_version, videos, re
 
 
 def test_versions_cleanup_removes_old_failed_builds_and_keeps_ready_ones(ready_version, videos, registry_file):
-    failed = services.dataset_version_request(aid_list=[videos[0].aid], embedding_model_key=MODEL_KEY, enqueue=False)
+    failed = pending_build([videos[0].aid])
     DatasetTask.objects.filter(pk=failed.pk).update(status=DatasetTaskStatus.FAILED)
     DatasetVersion.objects.filter(pk=failed.dataset_version_id).update(status=DatasetVersionStatus.FAILED)
-    recent_failed = services.dataset_version_request(
-        aid_list=[videos[1].aid], embedding_model_key=MODEL_KEY, enqueue=False
-    )
+    recent_failed = pending_build([videos[1].aid])
     DatasetTask.objects.filter(pk=recent_failed.pk).update(status=DatasetTaskStatus.FAILED)
     DatasetVersion.objects.filter(pk=recent_failed.dataset_version_id).update(status=DatasetVersionStatus.FAILED)
     long_ago = timezone.now() - timedelta(days=40)
@@ -264,7 +279,7 @@ def test_versions_cleanup_removes_old_failed_builds_and_keeps_ready_ones(ready_v
 
 
 def test_task_and_dataset_listings(ready_version, videos, registry_file):
-    services.dataset_version_request(aid_list=[videos[0].aid], embedding_model_key=MODEL_KEY, enqueue=False)
+    pending_build([videos[0].aid])
 
     counts = dataset_task_counts()
     assert counts == {"total_count": 2, "pending_count": 1, "running_count": 0, "completed_count": 1,
@@ -278,3 +293,12 @@ def test_task_and_dataset_listings(ready_version, videos, registry_file):
     progress = DatasetTask.objects.get(status="completed").progress_dict()
     assert progress["percentage"] == 100.0 and progress["current_step"] == "completed"
     assert progress["completed_steps"] == progress["total_steps"] == 6
+
+
+def test_ids_are_read_by_one_public_function_that_names_the_field():
+    known = uuid.uuid4()
+    assert as_uuid(known, "task_id") is known
+    assert as_uuid(str(known), "task_id") == known
+    with pytest.raises(ValidationError) as raised:
+        as_uuid("nope", "dataset_id")
+    assert raised.value.message_dict == {"dataset_id": ["not a valid id: 'nope'"]}

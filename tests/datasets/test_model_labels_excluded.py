@@ -62,9 +62,9 @@ def test_a_build_freezes_the_human_labels(
 ):
     every = corpus["positive"] + corpus["negative"] + corpus["tied"] + corpus["unlabeled"]
     with django_capture_on_commit_callbacks(execute=True):
-        task = services.dataset_version_request(
-            aid_list=aids(every), embedding_model_key=MODEL_KEY, include_inconsistent=True
-        )
+        task = services.dataset_build_request(
+            services.BuildRequest(aid_list=aids(every), embedding_model_key=MODEL_KEY, include_inconsistent=True)
+        ).task
     task.refresh_from_db()
 
     assert task.status == DatasetTaskStatus.COMPLETED, task.error
@@ -86,5 +86,5 @@ def test_a_request_for_videos_only_a_model_labeled_is_refused(corpus, registry_f
     from datasets.models import DatasetVersion
 
     with pytest.raises(ValidationError, match="none of the 2 video"):
-        services.dataset_version_request(aid_list=aids(corpus["unlabeled"]), embedding_model_key=MODEL_KEY)
+        services.dataset_build_request(services.BuildRequest(aid_list=aids(corpus["unlabeled"]), embedding_model_key=MODEL_KEY))
     assert not DatasetVersion.objects.exists()

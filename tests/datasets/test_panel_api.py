@@ -18,6 +18,7 @@ from django.db import connection
 from django.middleware.csrf import get_token
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -29,7 +30,7 @@ from datasets.models import (
     DatasetVersionStatus,
     Embedding,
 )
-from datasets.selectors import dataset_version_arrays
+from datasets.selectors import dataset_version_arrays, dataset_version_records
 from tests.datasets.conftest import DIMENSIONS, EMBEDDING_API_KEY, MODEL_KEY
 from tests.datasets.panel_fixtures import (  # noqa: F401 (fixtures)
     PREFIXES,
@@ -353,6 +354,20 @@ def test_dataset_detail_query_count_does_not_grow_with_records(panel_client, rea
         assert len(panel_client.get(f"/v1/dataset/{ready_version.pk}").json()["dataset"]) == 10
 
     assert len(queries) <= 6
+
+
+def test_a_versions_records_are_one_selector_read_whose_dates_the_api_formats(
+    panel_client, ready_version, django_assert_num_queries
+):
+    with django_assert_num_queries(4):  # the version, the COPY of vectors, the items, the labels
+        records = dataset_version_records(ready_version)
+    assert [record["aid"] for record in records] == sorted(record["aid"] for record in records)
+    created = records[0]["user_labels"][0]["created_at"]
+    assert isinstance(created, datetime) and created.tzinfo is not None
+
+    served = panel_client.get(f"/v1/dataset/{ready_version.pk}").json()["dataset"][0]
+    assert served["aid"] == records[0]["aid"]
+    assert served["user_labels"][0]["created_at"] == timezone.localtime(created).isoformat().replace("+00:00", "Z")
 
 
 @pytest.mark.parametrize("dataset_id", [str(uuid.uuid4()), "not-a-uuid", "123"])

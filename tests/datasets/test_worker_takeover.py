@@ -64,6 +64,16 @@ def wait_for(condition, what: str):
     return result
 
 
+def wait_for_the_end_of(task: DatasetTask, what: str) -> DatasetTask:
+    """The task's row once it has completed or failed."""
+    return wait_for(
+        lambda: DatasetTask.objects.filter(
+            pk=task.pk, status__in=[DatasetTaskStatus.COMPLETED, DatasetTaskStatus.FAILED]
+        ).first(),
+        what,
+    )
+
+
 def child_pid_of(worker: "subprocess.Popen", task: DatasetTask) -> int:  # noqa: F821
     """The pid the task row names, checked to be a child of the worker this test started."""
     pid = int(task.worker.rsplit(":", 1)[1])
@@ -91,9 +101,8 @@ def test_a_build_whose_worker_child_is_killed_completes_by_itself_reusing_stored
         labelers = make_labelers(1)
         videos = make_videos(total, start_aid=800_000)
         label(videos, labelers, lambda index, video: POSITIVE if index % 2 else NEGATIVE)
-        task = services.dataset_version_request(
-            aid_list=[video.aid for video in videos], embedding_model_key=MODEL_KEY, enqueue=False
-        )
+        request = services.BuildRequest(aid_list=[video.aid for video in videos], embedding_model_key=MODEL_KEY)
+        task = services.dataset_build_request(request, enqueue=False).task
         queue = f"takeover-{uuid.uuid4().hex[:8]}"
         worker_env = {"CVSA_EMBEDDING_MODELS_FILE": str(registry), EMBEDDING_KEY_ENV: EMBEDDING_API_KEY}
         with running_worker(queues=queue, name="takeover", env=worker_env) as worker:
@@ -108,12 +117,7 @@ def test_a_build_whose_worker_child_is_killed_completes_by_itself_reusing_stored
             server.release()
 
             # Celery redelivers the message; it takes the build over and resumes it.
-            finished = wait_for(
-                lambda: DatasetTask.objects.filter(
-                    pk=task.pk, status__in=[DatasetTaskStatus.COMPLETED, DatasetTaskStatus.FAILED]
-                ).first(),
-                "the build to finish",
-            )
+            finished = wait_for_the_end_of(task, "the build to finish")
 
     assert finished.status == DatasetTaskStatus.COMPLETED, finished.error
     assert finished.worker_starts == 2
@@ -134,21 +138,15 @@ def test_any_worker_sweeps_and_takes_over_a_job_whose_heartbeat_stopped(settings
     labeler = get_user_model().objects.create_user("sweep-labeler")
     videos = Video.objects.bulk_create([Video(aid=810_000 + n, title=f"视频 {n}", tags="测试") for n in range(10)])
     Label.objects.bulk_create([Label(video=video, user=labeler, value=bool(n % 2)) for n, video in enumerate(videos)])
-    task = services.dataset_version_request(
-        aid_list=[video.aid for video in videos], embedding_model_key="local-default", enqueue=False
-    )
+    request = services.BuildRequest(aid_list=[video.aid for video in videos], embedding_model_key="local-default")
+    task = services.dataset_build_request(request, enqueue=False).task
     DatasetTask.objects.filter(pk=task.pk).update(
         status=DatasetTaskStatus.RUNNING, attempts=1, worker_starts=1,
         heartbeat_at=timezone.now() - services.stale_after() - timedelta(minutes=1),
     )
 
     with running_worker(name="sweeper", env={"CVSA_SWEEP_INTERVAL_SECONDS": "1"}):
-        finished = wait_for(
-            lambda: DatasetTask.objects.filter(
-                pk=task.pk, status__in=[DatasetTaskStatus.COMPLETED, DatasetTaskStatus.FAILED]
-            ).first(),
-            "the swept build to finish",
-        )
+        finished = wait_for_the_end_of(task, "the swept build to finish")
 
     assert finished.status == DatasetTaskStatus.COMPLETED, finished.error
     assert finished.worker_starts == 2

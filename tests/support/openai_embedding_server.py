@@ -12,7 +12,8 @@ no pytest dependency.
 
 Tests observe concurrency instead of timing it: `rendezvous(n)` holds each request
 until n are in flight together, `hold_requests()` / `release_requests()` keep
-requests in flight until the test lets them go, and `wait_for_in_flight(n)` waits
+requests in flight until the test lets them go (`hold_requests(after=n)` answers n
+first), and `wait_for_in_flight(n)` waits
 for that condition (every wait has a deadline that only a real hang reaches).
 
 Protocol: `POST /v1/embeddings` with `{model, input: str | [str], dimensions?,
@@ -108,6 +109,7 @@ class OpenAIEmbeddingServer:
         self._rendezvous: threading.Barrier | None = None
         self._released = threading.Event()
         self._released.set()
+        self._answered_before_hold = 0
         self._hung_released = threading.Event()
 
         self._http_server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
@@ -172,11 +174,17 @@ class OpenAIEmbeddingServer:
         passing by luck."""
         self._rendezvous = threading.Barrier(parties, timeout=timeout_seconds)
 
-    def hold_requests(self) -> None:
-        """Keep the requests that arrive from now on in flight until `release_requests()`."""
+    def hold_requests(self, *, after: int = 0) -> None:
+        """Keep the requests that arrive from now on in flight until `release_requests()`;
+        with `after=n`, the next n requests are answered first (e.g. answer the first
+        batch, hold the second)."""
+        with self._lock:
+            self._answered_before_hold = after
         self._released.clear()
 
     def release_requests(self) -> None:
+        with self._lock:
+            self._answered_before_hold = 0
         self._released.set()
 
     def release_hung_requests(self) -> None:
@@ -246,6 +254,10 @@ class OpenAIEmbeddingServer:
                 self._rendezvous.wait()
             except threading.BrokenBarrierError:
                 return f"rendezvous broken: {self._rendezvous.parties} requests were never in flight together"
+        with self._lock:
+            if self._answered_before_hold:
+                self._answered_before_hold -= 1
+                return None
         if not self._released.wait(HANG_GUARD_SECONDS):
             return "held for longer than the hang guard"
         return None

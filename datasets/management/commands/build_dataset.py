@@ -47,12 +47,6 @@ def _ratios(value: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def _validation_message(error: ValidationError) -> str:
-    if hasattr(error, "error_dict"):
-        return "; ".join(f"{field}: {' '.join(messages)}" for field, messages in error.message_dict.items())
-    return "; ".join(error.messages)
-
-
 class Command(BaseCommand):
     help = (
         "Build a dataset version from an aid list (--aids-file) or a sampling strategy (--strategy). "
@@ -74,8 +68,10 @@ class Command(BaseCommand):
         parser.add_argument("--sample-seed", type=int, help="seed of the random sampling strategies")
         parser.add_argument("--description", default="")
         parser.add_argument("--dataset", help=f"dataset name (default: {services.DEFAULT_DATASET_NAME!r})")
-        parser.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test ratios (default 0.8,0.1,0.1)")
-        parser.add_argument("--seed", type=int, default=42, help="split seed (default 42)")
+        default_split = ",".join(f"{ratio:g}" for ratio in services.DEFAULT_SPLIT_RATIOS)
+        parser.add_argument("--split", default=default_split, help=f"train,val,test ratios (default {default_split})")
+        parser.add_argument("--seed", type=int, default=services.DEFAULT_SEED,
+                            help=f"split seed (default {services.DEFAULT_SEED})")
         parser.add_argument("--force-regenerate", action="store_true", help="re-embed every text and overwrite")
         parser.add_argument("--include-inconsistent", action="store_true",
                             help="keep videos whose labelers disagree (with the majority label)")
@@ -105,7 +101,7 @@ class Command(BaseCommand):
             model_key = options["model"] or services.embedding_registry().default_key
         except EmbeddingRegistryError as error:
             raise CommandError(str(error)) from None
-        build_kwargs = {
+        build_fields = {
             "embedding_model_key": model_key,
             "description": options["description"],
             "split_ratios": _ratios(options["split"]),
@@ -113,38 +109,37 @@ class Command(BaseCommand):
             "force_regenerate": options["force_regenerate"],
             "include_inconsistent": options["include_inconsistent"],
             "dataset_name": options["dataset"],
-            "enqueue": not options["sync"],
         }
+        if options["aids_file"]:
+            source = {
+                "aid_list": _read_aids(options["aids_file"]),
+                "selection": {"strategy": "aid_list", "source": str(options["aids_file"])},
+            }
+        else:
+            label_value = None if options["label_value"] is None else options["label_value"] == "true"
+            source = {"sampling": services.SamplingRequest(
+                strategy=options["strategy"],
+                limit=options["limit"],
+                label_value=label_value,
+                metadata_filter=self._metadata_filter(options["filter"]),
+                seed=options["sample_seed"],
+            )}
         try:
-            if options["aids_file"]:
-                aids = _read_aids(options["aids_file"])
-                task = services.dataset_version_request(
-                    aid_list=aids,
-                    selection={"strategy": "aid_list", "source": str(options["aids_file"])},
-                    **build_kwargs,
-                )
-            else:
-                label_value = None if options["label_value"] is None else options["label_value"] == "true"
-                task, sample = services.dataset_version_request_from_sampling(
-                    sampling={
-                        "strategy": options["strategy"],
-                        "limit": options["limit"],
-                        "label_value": label_value,
-                        "metadata_filter": self._metadata_filter(options["filter"]),
-                        "seed": options["sample_seed"],
-                    },
-                    **build_kwargs,
-                )
-                aids = sample.aid_list
-                self.stdout.write(
-                    f"Sampled {sample.sampled_count} of {sample.total_available} videos ({options['strategy']})"
-                )
+            started = services.dataset_build_request(
+                services.BuildRequest(**build_fields, **source), enqueue=not options["sync"]
+            )
         except ValidationError as error:
-            raise CommandError(_validation_message(error)) from None
+            raise CommandError(services.validation_error_message(error)) from None
+        task = started.task
+        if started.sample is not None:
+            self.stdout.write(
+                f"Sampled {started.sample.sampled_count} of {started.sample.total_available} videos "
+                f"({options['strategy']})"
+            )
 
         if not options["sync"]:
             self.stdout.write(self.style.SUCCESS(
-                f"Queued build task {task.pk} for dataset version {task.dataset_version_id} ({len(aids)} aids)"
+                f"Queued build task {task.pk} for dataset version {task.dataset_version_id} ({started.requested} aids)"
             ))
             return
 
@@ -167,7 +162,7 @@ class Command(BaseCommand):
         except DatasetTask.DoesNotExist:
             raise CommandError(f"--resume: no task {task_id}") from None
         except ValidationError as error:
-            raise CommandError(_validation_message(error)) from None
+            raise CommandError(services.validation_error_message(error)) from None
         if not sync:
             self.stdout.write(self.style.SUCCESS(
                 f"Resumed build task {task.pk} for dataset version {task.dataset_version_id}: queued"

@@ -23,6 +23,5 @@ class Command(BaseCommand):
         except DatasetVersion.DoesNotExist:
             raise CommandError(f"dataset version {version_id} not found") from None
         except ValidationError as error:
-            messages = error.message_dict if hasattr(error, "error_dict") else {"error": error.messages}
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in messages.items())) from None
+            raise CommandError(services.validation_error_message(error)) from None
         self.stdout.write(self.style.SUCCESS(f"Wrote {path} ({path.stat().st_size} bytes)"))
