@@ -25,6 +25,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from core.validation import join_messages
+
 DEFAULT_NOT_FOUND_DETAIL = "Not found."
 
 
@@ -101,7 +103,7 @@ def exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        response.data = {"detail": "; ".join(_flatten(exc.detail)) or "Invalid input.", "errors": exc.detail}
+        response.data = {"detail": join_messages(_flatten(exc.detail)) or "Invalid input.", "errors": exc.detail}
     elif not (isinstance(response.data, dict) and "detail" in response.data):
-        response.data = {"detail": "; ".join(_flatten(response.data))}
+        response.data = {"detail": join_messages(_flatten(response.data))}
     return response

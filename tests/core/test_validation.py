@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 
-from core.validation import validation_error_message
+from core.validation import join_messages, validation_error_message
 
 
 def test_field_errors_are_one_line_with_or_without_the_field_names():
@@ -24,3 +24,11 @@ def test_the_datasets_app_reexports_the_one_function():
     from datasets import services
 
     assert services.validation_error_message is validation_error_message
+
+
+def test_joined_messages_read_as_one_sentence():
+    assert join_messages(['"" is not a valid choice.', "A valid integer is required."]) == (
+        '"" is not a valid choice; A valid integer is required.'
+    )
+    assert join_messages(["only one."]) == "only one."
+    assert join_messages([]) == ""

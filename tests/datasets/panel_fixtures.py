@@ -152,3 +152,24 @@ def counts() -> dict[str, int]:
         "versions": DatasetVersion.objects.count(),
         "tasks": DatasetTask.objects.count(),
     }
+
+
+def build_form_data(**overrides) -> dict:
+    """A valid POST of the build form (``/datasets/build``), with ``overrides`` applied."""
+    data = {
+        "name": "form", "description": "", "embedding_model": MODEL_KEY, "mode": "sampling", "aid_list": "",
+        "strategy": "all", "limit": "", "label_value": "", "train_ratio": "0.8", "val_ratio": "0.1",
+        "test_ratio": "0.1", "seed": "42",
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture
+def submit(logged_in_client, registry_file, embedding_server, celery_eager, django_capture_on_commit_callbacks):
+    """POST the build form as the logged-in user, running the queued build eagerly on commit."""
+    def post(data: dict, **extra):
+        with django_capture_on_commit_callbacks(execute=True):
+            return logged_in_client.post("/datasets/build", data, **extra)
+
+    return post

@@ -27,12 +27,14 @@ from tests.datasets.conftest import EMBEDDING_KEY_ENV, MODEL_KEY
 from tests.datasets.factories import NEGATIVE, POSITIVE, label, make_labelers, make_videos
 from tests.datasets.panel_fixtures import (  # noqa: F401 (fixtures)
     build,
+    build_form_data,
     corpus,
     counts,
     embedding_model,
     make_tasks,
     make_versions,
     ready_version,
+    submit,
 )
 
 pytestmark = pytest.mark.django_db
@@ -55,23 +57,10 @@ def labeler_client(make_user):
     return client
 
 
-@pytest.fixture
-def submit(logged_in_client, registry_file, embedding_server, celery_eager, django_capture_on_commit_callbacks):
-    def post(data: dict, **extra):
-        with django_capture_on_commit_callbacks(execute=True):
-            return logged_in_client.post("/datasets/build", data, **extra)
-
-    return post
 
 
 def form_data(**overrides) -> dict:
-    data = {
-        "name": "form", "description": "", "embedding_model": MODEL_KEY, "mode": "sampling", "aid_list": "",
-        "strategy": "all", "limit": "", "label_value": "", "train_ratio": "0.8", "val_ratio": "0.1",
-        "test_ratio": "0.1", "seed": "42",
-    }
-    data.update(overrides)
-    return data
+    return build_form_data(**{"name": "form", "mode": "sampling", **overrides})
 
 
 @pytest.fixture

@@ -16,12 +16,14 @@ from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, Data
 from tests.datasets.conftest import DIMENSIONS, EMBEDDING_API_KEY, MODEL_KEY
 from tests.datasets.panel_fixtures import (  # noqa: F401 (fixtures)
     build,
+    build_form_data,
     corpus,
     counts,
     embedding_model,
     make_tasks,
     make_versions,
     ready_version,
+    submit,
 )
 
 pytestmark = pytest.mark.django_db
@@ -43,23 +45,10 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 NOTHING = {"datasets": 0, "versions": 0, "tasks": 0}
 
 
+
 def form_data(**overrides) -> dict:
-    data = {
-        "name": "pages", "description": "", "embedding_model": MODEL_KEY, "mode": "aids", "aid_list": "",
-        "strategy": "all", "limit": "", "label_value": "", "train_ratio": "0.8", "val_ratio": "0.1",
-        "test_ratio": "0.1", "seed": "42",
-    }
-    data.update(overrides)
-    return data
+    return build_form_data(**{"name": "pages", "mode": "aids", **overrides})
 
-
-@pytest.fixture
-def submit(logged_in_client, registry_file, embedding_server, celery_eager, django_capture_on_commit_callbacks):
-    def post(data: dict, **extra):
-        with django_capture_on_commit_callbacks(execute=True):
-            return logged_in_client.post("/datasets/build", data, **extra)
-
-    return post
 
 
 # --- list page -------------------------------------------------------------------
