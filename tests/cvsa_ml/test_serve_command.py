@@ -24,7 +24,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from cvsa_ml.celery import app as celery_app
-from cvsa_ml.management.commands.serve import collect_static_files, masked_url, used_services, worker_command
+from cvsa_ml.serving import collect_static_files, masked_url, used_services, worker_command
 from cvsa_ml.supervisor import STATUS_FILE_NAME
 from tests.cvsa_ml.test_production_settings import CONFIGURING
 from tests.support.celery_worker import _test_database_url
