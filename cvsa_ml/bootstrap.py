@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db import IntegrityError, transaction
 
+from core.roles import ADMINS, ALL_ROLES, LABELERS, REVIEWERS
 from cvsa_ml.env import read_or_create_private_file, write_private_file
-from labeling.roles import ADMINS, ALL_ROLES, LABELERS, REVIEWERS
 
 PROJECT_APPS = ("labeling", "datasets", "experiments", "training")
 

@@ -72,7 +72,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "labeling.context_processors.roles",
+                "core.context_processors.roles",
             ],
         },
     }
@@ -204,6 +204,9 @@ LOGGING = {
 CVSA_DATASET_TASK_STALE_SECONDS = env_int("CVSA_DATASET_TASK_STALE_SECONDS", 300)
 
 CVSA_EMBEDDING_MODELS_FILE = Path(os.environ.get("CVSA_EMBEDDING_MODELS_FILE") or BASE_DIR / "embedding_models.toml")
+
+# Run artifacts (model weights, logs) live under here, one folder per run.
+CVSA_ARTIFACTS_DIR = Path(os.environ.get("CVSA_ARTIFACTS_DIR") or DATA_DIR / "artifacts")
 
 # CVSA_HTTPS=1 says the deployment is reached over HTTPS through a proxy that sets
 # X-Forwarded-Proto: secure cookies, HSTS, and the proxy's scheme trusted. Off by default,

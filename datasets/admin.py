@@ -13,10 +13,9 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from core.admin_display import ReadOnlyAdminMixin, readable_json, titled_filter, truncated
 from datasets import services
 from datasets.models import Dataset, DatasetTask, DatasetVersion, DatasetVersionItem, Embedding, EmbeddingModel
-from labeling.admin import ReadOnlyAdminMixin
-from labeling.admin_display import readable_json, titled_filter, truncated
 
 # requested_aids can hold a whole corpus: pages show this many, then a count.
 REQUESTED_AIDS_SHOWN = 50

@@ -19,7 +19,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from datasets import pgcopy
+from core import pgcopy
 from datasets.models import (
     DatasetTask,
     DatasetTaskStatus,
@@ -29,6 +29,7 @@ from datasets.models import (
     Embedding,
     SPLIT_CODES,
 )
+from datasets.vector_rows import parse_member_rows
 from labeling.models import Video, VideoConsensus
 from labeling.selectors import effective_labels_by_video
 
@@ -556,7 +557,7 @@ def version_arrays(version: DatasetVersion, *, allow_unready: bool = False) -> D
         f"WHERE i.version_id = '{version.pk}'::uuid ORDER BY v.aid) TO STDOUT (FORMAT BINARY)"
     )
     stream = pgcopy.copy_out(sql)
-    rows = pgcopy.parse_member_rows(stream, version.embedding_dimensions)
+    rows = parse_member_rows(stream, version.embedding_dimensions)
     X = rows["values"].astype(np.float32)  # big-endian -> native, one vectorised copy
     return DatasetArrays(
         X=X.reshape(len(rows), version.embedding_dimensions),

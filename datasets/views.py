@@ -20,13 +20,13 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
+from core.partial_rendering import wants_partial
+from core.permissions import dataset_manager_required, team_role_required
+from core.roles import can_manage_datasets
 from datasets import selectors, services
 from datasets.embedding_registry import EmbeddingRegistryError
 from datasets.forms import DatasetBuildForm
 from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, Split
-from labeling.partial_rendering import wants_partial
-from labeling.permissions import dataset_manager_required, team_role_required
-from labeling.roles import can_manage_datasets
 
 VERSIONS_PAGE_SIZE = 50
 TASKS_SHOWN = 20

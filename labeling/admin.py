@@ -19,7 +19,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from labeling.admin_display import pretty_json, titled_filter, truncated, yes_no
+from core.admin_display import ReadOnlyAdminMixin, pretty_json, titled_filter, truncated, yes_no
 from labeling.admin_import import import_view
 from labeling.models import VOTING_SOURCES, EffectiveLabel, Label, LabelSource, Review, Video
 from labeling.selectors import video_reference_condition
@@ -36,19 +36,6 @@ _SEARCH_TERM_SEPARATORS = re.compile(r"[\s,;]+")
 
 def _when(moment) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else "—"
-
-
-class ReadOnlyAdminMixin:
-    """Labels and reviews are history: visible, never edited or deleted in the admin."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class VideoReferenceSearchMixin:

@@ -13,7 +13,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
-from labeling.roles import can_import_videos
+from core.roles import can_import_videos
 from labeling.video_import import FORMATS, ImportFileError, import_videos
 
 TEMPLATE = "admin/labeling/video/import.html"

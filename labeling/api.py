@@ -16,8 +16,8 @@ from rest_framework.views import APIView
 
 from core.api.bounds import MAX_BIGINT
 from core.api.query_params import parse_query
+from core.permissions import CanLabel
 from labeling import selectors, services
-from labeling.permissions import CanLabel
 from labeling.models import LabelSource, Video
 
 

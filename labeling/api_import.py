@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api.parsers import JSONParser
-from labeling.permissions import CanImportVideos
+from core.permissions import CanImportVideos
 from labeling.video_import import FORMATS, ImportFileError, ImportResult, import_video_records, import_videos
 
 

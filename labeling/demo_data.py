@@ -31,8 +31,8 @@ from django.contrib.auth.models import Group
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.roles import LABELERS, REVIEWERS
 from labeling.models import Label, LabelSource, Review, Video, VideoConsensus
-from labeling.roles import LABELERS, REVIEWERS
 from labeling.video_import import ImportResult, import_video_records
 
 DEFAULT_VIDEO_COUNT: Final = 3000

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from labeling.timestamped import TimestampedModel
+from core.timestamped import TimestampedModel
 
 
 BVID_PATTERN = r"^BV[0-9A-Za-z]{10}$"

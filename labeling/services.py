@@ -6,8 +6,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from core.roles import can_label, can_review, can_write_machine_labels
 from labeling.models import VOTING_SOURCES, Label, LabelSource, Review, Video, VideoConsensus
-from labeling.roles import can_label, can_review, can_write_machine_labels
 
 
 def label_create(*, video: Video, user, value: bool, source: str = LabelSource.HUMAN) -> Label:

@@ -10,12 +10,12 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
+from core.partial_rendering import page_or_partial
+from core.permissions import labeler_required, reviewer_required
 from core.validation import validation_error_message
 from labeling import agreement, selectors, services
 from labeling.forms import AnswerForm, CardForm
 from labeling.models import Video
-from labeling.partial_rendering import page_or_partial
-from labeling.permissions import labeler_required, reviewer_required
 from labeling.selectors import QueueMode
 
 SKIPPED_SESSION_KEY = "labeling_skipped_video_ids"

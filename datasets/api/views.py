@@ -17,10 +17,10 @@ from rest_framework.views import APIView
 from core.api.errors import Conflict, PayloadTooLarge
 from core.api.path_params import uuid_or_not_found
 from core.api.query_params import parse_query
+from core.permissions import CanManageDatasets, HasTeamRole
 from datasets import selectors, services
 from datasets.api import serializers as shapes
 from datasets.models import DatasetVersionStatus
-from labeling.permissions import CanManageDatasets, HasTeamRole
 
 PANEL_TAG = "ml-panel"
 # GET /dataset/{id} inlines every vector as JSON floats; above this, download the export.

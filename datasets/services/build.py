@@ -56,7 +56,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from datasets import pgcopy
+from core import pgcopy
 from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, DatasetVersionItem, DatasetVersionStatus
 from datasets.selectors import VIDEO_CONSENSUS_FROM
 from datasets.services.build_state import BuildMember, BuildState

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 from django.db import connection
 
-from datasets import pgcopy
+from core import pgcopy
 from datasets.embedding_providers import EmbeddingProvider, provider_for
 from datasets.embedding_registry import EmbeddingModelSpec
 from datasets.models import DatasetVersionItem, Embedding
 from datasets.services.build_state import BuildState
 from datasets.services.job_lifecycle import PROGRESS_MIN_INTERVAL_SECONDS, BuildFailed, BuildProgress
+from datasets.vector_rows import checksum_vector_rows
 
 
 # --- tuning (module constants so tests and benchmarks can state / patch them) ----
@@ -190,7 +191,7 @@ def _embeddings_store(model_id: int, checksums: list[str], vectors: np.ndarray, 
     item_table = DatasetVersionItem._meta.db_table
     pgcopy.copy_in(
         f"COPY {_STAGE_TABLE} (checksum, vector) FROM STDIN (FORMAT BINARY)",
-        pgcopy.checksum_vector_rows(checksums, vectors),
+        checksum_vector_rows(checksums, vectors),
     )
     if overwrite:
         # Items exist only for ready versions (written by the freezing transaction).

@@ -35,8 +35,8 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core import pgcopy
 from core.validation import validation_error_message
-from datasets import pgcopy
 from datasets.embedding_providers import EmbeddingProviderError
 from datasets.embedding_registry import EmbeddingRegistryError
 from datasets.models import DatasetTask, DatasetTaskStatus, DatasetTaskType, DatasetVersion, DatasetVersionStatus

@@ -15,8 +15,8 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 from factory.django import DjangoModelFactory
 
+from core.roles import ADMINS, LABELERS, REVIEWERS
 from labeling.models import Label, LabelSource, Review, Video
-from labeling.roles import ADMINS, LABELERS, REVIEWERS
 
 TEST_PASSWORD = "pw-for-tests-1"
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"

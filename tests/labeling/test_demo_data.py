@@ -9,9 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db.models import Count
 
+from core.roles import LABELERS, REVIEWERS
 from labeling.demo_data import DEMO_LABELERS, DEMO_REVIEWER, generate_demo_videos, load_demo_data
 from labeling.models import Label, Review, Video, VideoConsensus
-from labeling.roles import LABELERS, REVIEWERS
 from tests.labeling.factories import VideoFactory
 
 NOW = datetime(2026, 11, 1, tzinfo=dt_timezone.utc)

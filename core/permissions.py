@@ -5,7 +5,7 @@ from functools import wraps
 from django.core.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
-from labeling.roles import can_import_videos, can_label, can_manage_datasets, can_review, has_team_role
+from core.roles import can_import_videos, can_label, can_manage_datasets, can_review, has_team_role
 
 TEAM_ROLE_MESSAGE = "Only labelers, reviewers and admins can see datasets."
 DATASET_MANAGER_MESSAGE = "Only admins can build, resume, delete or clean up datasets."

@@ -1,7 +1,7 @@
-"""Rendering helpers shared by the labeling and datasets admins (the data-review surface).
+"""Rendering helpers and mixins shared by every app's admin (the data-review surface).
 
-Filter titles that read as questions, long text cut to fit a 1366 px screen, and JSON
-shown as a readable list instead of a Python ``repr``.
+History rows kept read-only, filter titles that read as questions, long text cut to fit
+a 1366 px screen, and JSON shown as a readable list instead of a Python ``repr``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,20 @@ from django.utils.safestring import SafeString
 LIST_TEXT_COLUMNS = 60
 # Lists inside JSON show this many items, then how many more.
 LIST_ITEMS_SHOWN = 20
+
+
+class ReadOnlyAdminMixin:
+    """Rows that are history (labels, reviews, vectors, job rows): visible, never added,
+    edited or deleted in the admin."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 def titled_filter(title: str, base: type[admin.FieldListFilter] | None = None) -> type[admin.FieldListFilter]:

@@ -1,6 +1,8 @@
+"""Template context every page gets (wired in ``TEMPLATES`` in ``cvsa_ml/settings.py``)."""
+
 from django.utils.functional import SimpleLazyObject
 
-from labeling.roles import RoleFlags, user_role_names
+from core.roles import RoleFlags, user_role_names
 
 
 def roles(request):

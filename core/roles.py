@@ -1,4 +1,5 @@
-"""The team's roles, as Django groups. Lowest app, so every app above can check them."""
+"""The team's roles, as Django groups. In ``core`` so that every app (labeling, datasets,
+experiments, training) checks the same roles without importing another app."""
 
 from dataclasses import dataclass
 
