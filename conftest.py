@@ -1,7 +1,16 @@
 """Start (or reuse) the embedded PostgreSQL and Redis before any test touches them."""
 
+import os
+
+from django.conf import settings
+
 from cvsa_ml import embedded_services
 
 
 def pytest_sessionstart(session):
-    embedded_services.start_all()
+    # The test settings take CELERY_BROKER_URL out of the environment (Celery would let it
+    # override the configuration), so they say themselves whether the broker is external.
+    environ = dict(os.environ)
+    if getattr(settings, "CVSA_TEST_EXTERNAL_BROKER", False):
+        environ["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
+    embedded_services.start_all(environ=environ)

@@ -717,8 +717,8 @@ _STOPPERS = {"postgres": _postgres_stop, "redis": _redis_stop}
 _STATUS = {"postgres": postgres_status, "redis": redis_status}
 
 
-def start_all(base: Path | None = None) -> list[ServiceStatus]:
-    services = wanted_services()
+def start_all(base: Path | None = None, *, environ: dict[str, str] | None = None) -> list[ServiceStatus]:
+    services = wanted_services(environ)
     if not services:
         return []
     with services_lock(base):

@@ -16,6 +16,8 @@ from cvsa_ml.settings import CELERY_BROKER_TRANSPORT_OPTIONS, DATA_DIR
 TEST_BROKER_PREFIX = os.environ.setdefault("CVSA_TEST_BROKER_PREFIX", f"cvsa-test-{uuid.uuid4().hex[:12]}:")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or embedded_services.broker_url(DATA_DIR, db=15)
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or CELERY_BROKER_URL
+# Whether the broker is an external server: the root conftest then starts no embedded Redis.
+CVSA_TEST_EXTERNAL_BROKER = bool(os.environ.get("CELERY_BROKER_URL"))
 # Celery reads these two variables before its configuration: drop them so the URLs above
 # are the ones in force (and a test can point ``app.conf.broker_url`` elsewhere).
 os.environ.pop("CELERY_BROKER_URL", None)
