@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
@@ -28,6 +27,7 @@ from cvsa_ml.serving import collect_static_files, masked_url, used_services, wor
 from cvsa_ml.supervisor import STATUS_FILE_NAME
 from tests.cvsa_ml.test_production_settings import CONFIGURING
 from tests.support.celery_worker import _test_database_url
+from tests.support.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_PASSWORD = "demo-pw-for-serve-test"
@@ -42,15 +42,13 @@ def _free_port() -> int:
 
 
 def _wait_for(condition, what: str, process: subprocess.Popen):
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
+    def condition_while_serve_runs():
         value = condition()
-        if value:
-            return value
-        if process.poll() is not None:
+        if not value and process.poll() is not None:
             raise AssertionError(f"serve exited with {process.returncode} while waiting for {what}")
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+        return value
+
+    return wait_until(condition_while_serve_runs, what, deadline_seconds=DEADLINE_SECONDS, interval=0.2)
 
 
 class Http:

@@ -3,7 +3,6 @@ as the worker running it does (``datasets.services.job_lifecycle``)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +10,7 @@ from contextlib import contextmanager
 from django.db import connection, connections
 
 from datasets.services import job_lifecycle
+from tests.support.waiting import wait_until
 
 
 @contextmanager
@@ -32,18 +32,14 @@ def wait_until_a_session_waits_for_a_lock(
     """Wait (on the condition, not on time) until ``sessions`` sessions of this database
     wait for a lock (``locktype``: the wait event, e.g. ``advisory``, ``transactionid``;
     None: any). The deadline only ends a real hang."""
-    deadline = time.monotonic() + deadline_seconds
-    while True:
+    def sessions_waiting() -> bool:
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                 "AND wait_event_type = 'Lock' AND (%s::text IS NULL OR wait_event = %s)",
                 [locktype, locktype],
             )
-            if cursor.fetchone()[0] >= sessions:
-                return
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{sessions} session(s) never waited for a {locktype or 'any'} lock within {deadline_seconds} s"
-            )
-        time.sleep(0.02)
+            return cursor.fetchone()[0] >= sessions
+
+    wait_until(sessions_waiting, f"{sessions} session(s) to wait for a {locktype or 'any'} lock",
+               deadline_seconds=deadline_seconds, interval=0.02)

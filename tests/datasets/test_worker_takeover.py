@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.datasets.conftest import DIMENSIONS, EMBEDDING_API_KEY, EMBEDDING_KEY
 from tests.datasets.factories import NEGATIVE, POSITIVE, label, make_labelers, make_videos
 from tests.support.celery_worker import running_worker
 from tests.support.openai_embedding_server import OpenAIEmbeddingServer
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -56,17 +56,9 @@ class GatedEmbeddingServer(OpenAIEmbeddingServer):
         return super()._next_fault()
 
 
-def wait_for(condition, what: str):
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not (result := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return result
-
-
 def wait_for_the_end_of(task: DatasetTask, what: str) -> DatasetTask:
     """The task's row once it has completed or failed."""
-    return wait_for(
+    return wait_until(
         lambda: DatasetTask.objects.filter(
             pk=task.pk, status__in=[DatasetTaskStatus.COMPLETED, DatasetTaskStatus.FAILED]
         ).first(),
@@ -109,7 +101,7 @@ def test_a_build_whose_worker_child_is_killed_completes_by_itself_reusing_stored
             build_dataset_version.apply_async(args=[str(task.pk)], queue=queue, task_id=str(uuid.uuid4()))
 
             # The first chunk is stored; the second is being embedded (held by the server).
-            wait_for(lambda: Embedding.objects.count() >= EMBED_CHUNK_TEXTS, "the first chunk to be stored")
+            wait_until(lambda: Embedding.objects.count() >= EMBED_CHUNK_TEXTS, "the first chunk to be stored")
             task.refresh_from_db()
             assert (task.status, task.worker_starts) == (DatasetTaskStatus.RUNNING, 1)
             killed = child_pid_of(worker, task)
