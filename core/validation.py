@@ -6,6 +6,12 @@ from __future__ import annotations
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 
+def is_int(value: object) -> bool:
+    """An integer, and not a bool (``True`` is an ``int`` subclass; ``dimensions = true``
+    is a mistake, not 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def join_messages(messages: list[str]) -> str:
     """Sentences joined by ``"; "``, each but the last without its full stop, so that
     ``'"" is not a valid choice.'`` and ``'A valid integer is required.'`` read as one

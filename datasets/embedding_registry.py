@@ -25,6 +25,8 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.toml_document import TOMLDocument
 
+from core.validation import is_int
+
 PROVIDER_TYPES: Final = ("openai-compatible", "local")
 REMOTE_PROVIDER_TYPES: Final = ("openai-compatible",)
 
@@ -325,25 +327,20 @@ def _spec_from_table(
     return EmbeddingModelSpec(key=key, **values), []
 
 
-def _is_int(value: object) -> bool:
-    # bool is an int subclass; `dimensions = true` is a mistake, not 1.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _positive_int_problem(value: object) -> str | None:
-    if _is_int(value) and value > 0:  # type: ignore[operator]
+    if is_int(value) and value > 0:  # type: ignore[operator]
         return None
     return f"must be a positive integer (got {value!r})"
 
 
 def _non_negative_int_problem(value: object) -> str | None:
-    if _is_int(value) and value >= 0:  # type: ignore[operator]
+    if is_int(value) and value >= 0:  # type: ignore[operator]
         return None
     return f"must be a non-negative integer (got {value!r})"
 
 
 def _positive_number_problem(value: object) -> str | None:
-    if (_is_int(value) or isinstance(value, float)) and value > 0:  # type: ignore[operator]
+    if (is_int(value) or isinstance(value, float)) and value > 0:  # type: ignore[operator]
         return None
     return f"must be a positive number of seconds (got {value!r})"
 

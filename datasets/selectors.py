@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from core import pgcopy
+from core.validation import is_int
 from datasets.models import (
     DatasetTask,
     DatasetTaskStatus,
@@ -92,10 +93,6 @@ class SamplingResult:
         }
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _parse_moment(name: str, value: object) -> datetime:
     if isinstance(value, datetime):
         moment = value
@@ -155,7 +152,7 @@ def _metadata_conditions(metadata_filter: dict[str, Any] | None) -> tuple[list[s
                 params.append(moment)
                 applied[name] = moment.isoformat()
             elif name in ("min_duration", "max_duration", "uploader_mid"):
-                if not _is_int(value) or value < 0:
+                if not is_int(value) or value < 0:
                     raise ValidationError({f"metadata_filter.{name}": f"must be a non-negative integer (got {value!r})"})
                 column, operator = {
                     "min_duration": ("v.duration", ">="),
@@ -183,11 +180,11 @@ def _validate_sampling(strategy: object, limit: object, label_value: object, see
     errors: dict[str, str] = {}
     if not isinstance(strategy, str) or strategy not in SAMPLING_STRATEGIES:
         errors["strategy"] = f"unknown strategy {strategy!r} (choose one of: {', '.join(SAMPLING_STRATEGIES)})"
-    if limit is not None and (not _is_int(limit) or not 1 <= limit <= MAX_SAMPLE_LIMIT):
+    if limit is not None and (not is_int(limit) or not 1 <= limit <= MAX_SAMPLE_LIMIT):
         errors["limit"] = f"must be an integer between 1 and {MAX_SAMPLE_LIMIT} (got {limit!r})"
     if label_value is not None and not isinstance(label_value, bool):
         errors["label_value"] = f"must be true or false (got {label_value!r})"
-    if seed is not None and not _is_int(seed):
+    if seed is not None and not is_int(seed):
         errors["seed"] = f"must be an integer (got {seed!r})"
     if errors:
         raise ValidationError(errors)

@@ -38,6 +38,8 @@ TRUE_STRINGS = frozenset({"true", "1", "yes", "on"})
 FALSE_STRINGS = frozenset({"false", "0", "no", "off"})
 
 
+# Kept here rather than imported from core.validation: the trainer and its schema load no
+# project app at all, so they run standalone (tests/training/test_trainer.py checks it).
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

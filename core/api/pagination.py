@@ -30,10 +30,12 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
     max_limit = MAX_PAGE_SIZE
 
     def get_limit(self, request):
-        return parse_query(request, PageQuery).get("limit", self.default_limit)
+        # DRF asks for the limit first, then the offset: validate the query once.
+        self.page_query = parse_query(request, PageQuery)
+        return self.page_query.get("limit", self.default_limit)
 
     def get_offset(self, request):
-        return parse_query(request, PageQuery).get("offset", 0)
+        return self.page_query.get("offset", 0)
 
     def get_schema_operation_parameters(self, view):
         fields = PageQuery().fields

@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from core.api.bounds import MAX_BIGINT, bigint_field
 from datasets import selectors
-from datasets.services import DEFAULT_SEED
+from datasets.services import DEFAULT_SEED, MAX_DATASET_NAME_LENGTH
 from datasets.models import DatasetTask, DatasetTaskStatus
 
 # Cleanup ages: ten years is "everything"; more would overflow the datetime arithmetic.
@@ -307,7 +307,7 @@ class BuildOptionsInput(serializers.Serializer):
     embedding_model = serializers.CharField(help_text="registry key (GET /models/embedding)")
     force_regenerate = serializers.BooleanField(default=False)
     description = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
-    name = serializers.CharField(required=False, max_length=200, help_text='dataset name (default "default")')
+    name = serializers.CharField(required=False, max_length=MAX_DATASET_NAME_LENGTH, help_text='dataset name (default "default")')
     split_ratios = serializers.ListField(
         child=serializers.FloatField(min_value=0, max_value=1), min_length=3, max_length=3, required=False,
         help_text="train, val, test",

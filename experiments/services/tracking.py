@@ -29,7 +29,7 @@ from experiments.models import (
     RunStatus,
 )
 from experiments.services.runs import fence_failure
-from experiments.services.validation import MAX_BIGINT, clean_id, clean_key
+from experiments.services.validation import clean_id, clean_key, clean_non_negative_int
 
 #: Points per ``run_metrics_log`` call (a trainer logs a dozen per epoch; importers chunk).
 MAX_METRIC_BATCH = 10_000
@@ -168,8 +168,7 @@ def _cleaned_points(points: Iterable[MetricValue | tuple], now: datetime) -> tup
             raise ValidationError({field: f"must be (key, step, value[, wall_time]) (got {point!r})"})
         key, step, value, wall_time = (*point, None) if len(point) == 3 else point
         key = clean_key(key, f"{field}.key")
-        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_BIGINT:
-            raise ValidationError({f"{field}.step": f"must be an integer from 0 to {MAX_BIGINT} (got {step!r})"})
+        step = clean_non_negative_int(step, f"{field}.step")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValidationError({f"{field}.value": f"must be a finite number (got {value!r})"})
         if wall_time is None:

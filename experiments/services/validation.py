@@ -7,12 +7,12 @@ from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
 
+from core.api.bounds import MAX_BIGINT
 from experiments.models import MAX_KEY_LENGTH, MAX_NAME_LENGTH, MAX_TAG_LENGTH
 
 #: Param and metric keys: MLflow's alphabet (letters, digits, _ - . / and spaces).
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-./ ]+$")
 MAX_TAGS = 20
-MAX_BIGINT = 2**63 - 1
 
 
 def _has_nul(text: str) -> bool:
