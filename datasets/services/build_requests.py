@@ -9,16 +9,14 @@ a sampling among the videos the build will keep) and writes the version and its 
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max
 from django.utils import timezone
 
 from datasets.embedding_registry import EmbeddingModelSpec, EmbeddingRegistryError
@@ -39,10 +37,8 @@ from datasets.selectors import (
     sampling_select,
 )
 from datasets.services.embedding_models import embedding_model_spec, embedding_models_upsert, embedding_registry
-from datasets.services.job_lifecycle import BUILD_STEPS, task_mark_failed
+from datasets.services.job_lifecycle import BUILD_STEPS, build_enqueue
 from datasets.text_composition import TEXT_TEMPLATE_VERSION
-
-logger = logging.getLogger(__name__)
 
 
 DEFAULT_DATASET_NAME = "default"
@@ -363,21 +359,8 @@ def _version_and_task_create(
             celery_task_id=str(uuid.uuid4()) if enqueue else "",
         )
         if enqueue:
-            transaction.on_commit(lambda: _enqueue_build(task.pk, task.celery_task_id))
+            transaction.on_commit(lambda: build_enqueue(task.pk, task.celery_task_id))
     return task
-
-
-def _enqueue_build(task_id: uuid.UUID, celery_task_id: str) -> None:
-    from datasets.tasks import build_dataset_version  # tasks import services
-
-    try:
-        build_dataset_version.apply_async(args=[str(task_id)], task_id=celery_task_id)
-    except Exception as error:  # broker unreachable: say so on the task instead of a 500
-        if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False) or build_dataset_version.app.conf.task_always_eager:
-            raise
-        logger.exception("could not queue dataset build %s", task_id)
-        message = f"could not queue the build (broker unavailable: {error}); resume the task when it is back"
-        task_mark_failed(task_id, message, Q(status=DatasetTaskStatus.PENDING))
 
 
 def _check_api_key_for_resume(model_key: str) -> None:
@@ -442,7 +425,7 @@ def dataset_task_resume(task_id: uuid.UUID | str, *, enqueue: bool = True) -> Da
             celery_task_id=celery_task_id,
         )
         if enqueue:
-            transaction.on_commit(lambda: _enqueue_build(task.pk, celery_task_id))
+            transaction.on_commit(lambda: build_enqueue(task.pk, celery_task_id))
     task.refresh_from_db()
     return task
 
