@@ -5,10 +5,18 @@ from functools import wraps
 from django.core.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
-from core.roles import can_import_videos, can_label, can_manage_datasets, can_review, has_team_role
+from core.roles import (
+    can_import_videos,
+    can_label,
+    can_manage_datasets,
+    can_review,
+    can_run_experiments,
+    has_team_role,
+)
 
 TEAM_ROLE_MESSAGE = "Only labelers, reviewers and admins can see datasets."
 DATASET_MANAGER_MESSAGE = "Only admins can build, resume, delete or clean up datasets."
+EXPERIMENT_RUNNER_MESSAGE = "Only admins can create experiments and start, cancel or delete runs."
 
 
 def _page_check(check, message: str):
@@ -28,6 +36,7 @@ labeler_required = _page_check(can_label, "Only labelers, reviewers and admins c
 reviewer_required = _page_check(can_review, "Only reviewers and admins can see and resolve conflicts.")
 team_role_required = _page_check(has_team_role, TEAM_ROLE_MESSAGE)
 dataset_manager_required = _page_check(can_manage_datasets, DATASET_MANAGER_MESSAGE)
+experiment_runner_required = _page_check(can_run_experiments, EXPERIMENT_RUNNER_MESSAGE)
 
 
 class CanLabel(BasePermission):
@@ -56,3 +65,10 @@ class CanManageDatasets(BasePermission):
 
     def has_permission(self, request, view):
         return can_manage_datasets(request.user)
+
+
+class CanRunExperiments(BasePermission):
+    message = EXPERIMENT_RUNNER_MESSAGE
+
+    def has_permission(self, request, view):
+        return can_run_experiments(request.user)

@@ -42,6 +42,10 @@ class RoleFlags:
     def is_team_member(self) -> bool:
         return bool(self.names)
 
+    @property
+    def can_run_experiments(self) -> bool:
+        return ADMINS in self.names
+
 
 def can_label(user) -> bool:
     return user_has_role(user, *LABELING_ROLES)
@@ -63,6 +67,11 @@ def has_team_role(user) -> bool:
 
 def can_manage_datasets(user) -> bool:
     """Admins (superusers included): build, resume and delete dataset versions, clean up."""
+    return user_has_role(user, ADMINS)
+
+
+def can_run_experiments(user) -> bool:
+    """Admins (superusers included): create experiments, start, cancel and delete runs."""
     return user_has_role(user, ADMINS)
 
 

@@ -13,17 +13,23 @@ app.autodiscover_tasks()
 
 
 def sweep_stale_jobs() -> int:
-    """One sweep of jobs whose worker died (``datasets`` service); skipped while another
-    worker sweeps. Never raises: a failed sweep is logged and the next one retries."""
+    """One sweep of the jobs whose worker died: dataset builds, then training runs; each
+    skipped while another worker sweeps. Never raises: a failed sweep is logged and the
+    next one retries."""
     from django.db import connections
 
-    from datasets import services
+    from datasets import services as dataset_services
+    from training import services as training_services
 
+    handled = 0
     try:
-        return services.dataset_task_mark_stale(wait=False)
-    except Exception:
-        logger.exception("sweeping stale dataset tasks failed; retrying at the next interval")
-        return 0
+        for name, sweep in (("dataset tasks", dataset_services.dataset_task_mark_stale),
+                            ("training runs", training_services.training_runs_mark_stale)):
+            try:
+                handled += sweep(wait=False)
+            except Exception:
+                logger.exception("sweeping stale %s failed; retrying at the next interval", name)
+        return handled
     finally:
         # The sweep runs in the worker's parent process, which forks pool children:
         # no database connection may stay open there for a child to inherit.

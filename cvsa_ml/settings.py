@@ -202,6 +202,11 @@ LOGGING = {
 
 # A running data job whose heartbeat is older than this is marked failed by the sweeper.
 CVSA_DATASET_TASK_STALE_SECONDS = env_int("CVSA_DATASET_TASK_STALE_SECONDS", 300)
+# A running training run writes a heartbeat at least every second while it trains; one
+# silent this long lost its worker (the sweeper re-queues or fails it).
+CVSA_RUN_STALE_SECONDS = env_int("CVSA_RUN_STALE_SECONDS", 300)
+# Wall-clock limit of one training run (then it fails with that reason).
+CVSA_TRAINING_TIME_LIMIT_SECONDS = env_int("CVSA_TRAINING_TIME_LIMIT_SECONDS", 6 * 3600)
 
 CVSA_EMBEDDING_MODELS_FILE = Path(os.environ.get("CVSA_EMBEDDING_MODELS_FILE") or BASE_DIR / "embedding_models.toml")
 

@@ -12,6 +12,8 @@ api_v1 = [
     path("health", api.HealthApi.as_view(), name="health"),
     path("", include("labeling.api_urls")),
     path("", include("datasets.api.urls")),
+    path("", include("experiments.api.urls")),
+    path("", include("training.api.urls")),
 ]
 
 # The old ML panel client's default base URL: health and the panel contract again.
@@ -27,6 +29,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("labeling/", include("labeling.urls")),
     path("datasets/", include("datasets.urls")),
+    path("experiments/", include("experiments.urls")),
+    path("training/", include("training.urls")),
     path("api/v1/", include((api_v1, "api"), namespace="api-v1")),
     path("v1/", include((panel_v1, "panel"), namespace="panel-v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -134,7 +134,7 @@ class RunAdmin(SoftDeleteActionsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         (None, {"fields": ["name", "experiment", "status", "error", "origin_run"]}),
         ("What ran", {"fields": ["dataset_version", "architecture_key", "seed", "reproducibility_record"]}),
         ("Timings", {"fields": ["queued_at", "started_at", "finished_at", "heartbeat_at", "attempts",
-                                "celery_task_id", "created_at", "updated_at", "deleted_at"]}),
+                                "worker_starts", "worker", "celery_task_id", "created_at", "updated_at", "deleted_at"]}),
     ]
     readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"]]
     inlines = [ParamInline, RunMetricSummaryInline, ArtifactInline]

@@ -135,6 +135,10 @@ class Run(TimestampedModel):
         help_text="Fencing token: bumped when a worker starts the run and when it is cancelled; "
         "a worker's writes only apply while it still matches",
     )
+    worker_starts = models.PositiveIntegerField(
+        default=0, help_text="Workers that have started this run (a takeover after a worker death counts)"
+    )
+    worker = models.CharField(max_length=255, blank=True, help_text="host:pid of the worker that runs it")
     celery_task_id = models.CharField(max_length=64, blank=True)
     reproducibility = models.JSONField(
         default=dict, blank=True,

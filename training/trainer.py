@@ -214,10 +214,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return _cpu_model() or platform.machine() or "cpu"
+    return cpu_model() or platform.machine() or "cpu"
 
 
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             for line in cpuinfo:

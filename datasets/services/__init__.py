@@ -4,6 +4,7 @@ The build pipeline is described in ``datasets.services.build``; callers use the 
 re-exported here (``from datasets import services``).
 """
 
+from core.jobs import PENDING_NEVER_STARTED_MARGIN, REDELIVERY_LOCK_WAIT_SECONDS, job_max_attempts, pending_stale_after
 from core.validation import validation_error_message  # re-exported for the datasets app's callers
 from datasets.services.build import dataset_version_build
 from datasets.services.build_requests import (
@@ -28,17 +29,13 @@ from datasets.services.export import EXPORT_FORMATS, dataset_version_export
 from datasets.services.job_lifecycle import (
     BUILD_STEPS,
     HEARTBEAT_INTERVAL_SECONDS,
-    PENDING_NEVER_STARTED_MARGIN,
     PROGRESS_MIN_INTERVAL_SECONDS,
-    REDELIVERY_LOCK_WAIT_SECONDS,
     STEP_NAMES,
     TRANSIENT_DATABASE_ERRORS,
     BuildAborted,
     BuildFailed,
     dataset_task_fail,
     dataset_task_mark_stale,
-    job_max_attempts,
-    pending_stale_after,
     stale_after,
 )
 

@@ -1,41 +1,25 @@
-"""The build job's life on its ``DatasetTask`` row: claim, progress writes fenced by
-``attempts``, failure, release after a transient error, takeover of a job whose worker
-died, and the stale sweeper.
-
-Who runs a job (DESIGN §6). A worker that claims a task holds a PostgreSQL session
-advisory lock on it (``job_lock_try``) for as long as it runs the job; the server
-releases that lock when the worker's connection ends, so a free lock on a running task
-proves its worker is dead. A message for a running task (Celery redelivers one at once
-when the worker child is killed, e.g. by the OOM killer) therefore takes the task over
-when it gets the lock, or when the heartbeat is older than ``stale_after()``; the
-sweeper re-queues running tasks whose heartbeat stopped. Each start counts in
-``worker_starts``; once ``CVSA_JOB_MAX_ATTEMPTS`` workers have started a run, the next
-takeover fails it instead (a job that kills its worker every time must stop). Every
-write of an attempt is fenced by ``attempts`` (bumped on each claim, resume, cancel and
-re-queue): a zombie attempt can never write after a takeover.
+"""The build job's life on its ``DatasetTask`` row, on the shared job mechanism of
+``core.jobs`` (the lock a running attempt holds, claim, takeover after a worker death,
+the sweep): what a build claim resets, progress writes fenced by ``attempts``,
+failure, release after a transient error, and what the sweeper does with a dead build.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from datetime import timezone as dt_timezone
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 from django.utils import timezone
 
-from core import pgcopy
+from core import jobs, pgcopy
+from core.jobs import JobClaim, job_max_attempts
 from core.validation import validation_error_message
 from datasets.embedding_providers import EmbeddingProviderError
 from datasets.embedding_registry import EmbeddingRegistryError
@@ -49,10 +33,6 @@ logger = logging.getLogger(__name__)
 PROGRESS_MIN_INTERVAL_SECONDS = 0.5
 #: While waiting on a slow embedding call, write a heartbeat at least this often.
 HEARTBEAT_INTERVAL_SECONDS = 30.0
-#: A redelivered message waits this long for the lock of the attempt it replaces: the
-#: database notices a killed worker's closed connection within milliseconds, but the
-#: broker can redeliver faster still.
-REDELIVERY_LOCK_WAIT_SECONDS = 10.0
 
 #: Transient database trouble (connection lost, server restarting): the Celery task retries.
 TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
@@ -71,13 +51,25 @@ STEP_NAMES = tuple(name for name, _, _ in BUILD_STEPS)
 Clock = Callable[[], float]
 
 
+#: A build claim starts the progress over at the first step.
+BUILD_JOB = jobs.JobKind(
+    model=DatasetTask,
+    lock_namespace="datasets.task",
+    queued_status=DatasetTaskStatus.PENDING,
+    running_status=DatasetTaskStatus.RUNNING,
+    stale_seconds_setting="CVSA_DATASET_TASK_STALE_SECONDS",
+    scope_sql=f"t.type = '{DatasetTaskType.BUILD}'",
+    claim_assignments=(
+        "completed_at = NULL, error = '', current_step = %(build_first_step)s, "
+        "total_steps = %(build_total_steps)s, completed_steps = 0, done = 0, total = 0, percentage = 0, "
+        "eta_seconds = NULL, message = 'Loading videos and labels'"
+    ),
+    claim_parameters={"build_first_step": STEP_NAMES[0], "build_total_steps": len(BUILD_STEPS)},
+)
+
+
 def stale_after() -> timedelta:
-    return timedelta(seconds=settings.CVSA_DATASET_TASK_STALE_SECONDS)
-
-
-def job_max_attempts() -> int:
-    """How many workers may start one run of a job (``CVSA_JOB_MAX_ATTEMPTS``)."""
-    return settings.CVSA_JOB_MAX_ATTEMPTS
+    return BUILD_JOB.stale_after()
 
 
 class BuildAborted(Exception):
@@ -90,48 +82,13 @@ class BuildFailed(Exception):
 
 # --- the lock a running attempt holds -------------------------------------------------
 
-def _job_lock_key_sql(param: str = "%s") -> str:
-    return f"hashtextextended('datasets.task:' || {param}, 0)"
-
 
 def job_lock_try(task_id: uuid.UUID) -> bool:
-    """Take the task's session advisory lock if it is free (one round trip)."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT pg_try_advisory_lock({_job_lock_key_sql()})", [str(task_id)])
-        return cursor.fetchone()[0]
-
-
-def _job_lock_wait(task_id: uuid.UUID, seconds: float) -> bool:
-    """Wait up to ``seconds`` for the task's lock; whether it was taken."""
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
-                [f"{int(seconds * 1000)}ms"],
-            )
-            previous = cursor.fetchone()[0]
-            cursor.execute(f"SELECT pg_advisory_lock({_job_lock_key_sql()})", [str(task_id)])
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous])  # for a caller's transaction
-    except OperationalError as error:
-        if getattr(error.__cause__, "sqlstate", None) == "55P03":  # lock_not_available: still held
-            return False
-        raise
-    return True
+    return jobs.job_lock_try(BUILD_JOB, task_id)
 
 
 def job_lock_release(task_id: uuid.UUID) -> None:
-    """Best effort: a session whose lock could not be released is closed (that releases it)."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT pg_advisory_unlock({_job_lock_key_sql()})", [str(task_id)])
-    except DatabaseError:
-        logger.warning("dataset task %s: could not release its lock; closing the connection", task_id)
-        if not connection.in_atomic_block:
-            connection.close()
-
-
-def _worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    jobs.job_lock_release(BUILD_JOB, task_id)
 
 
 # --- progress -----------------------------------------------------------------------------
@@ -251,118 +208,24 @@ class BuildProgress:
 # --- claim ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TaskClaim:
-    attempt: int  # the fencing token this attempt writes with
-    worker_starts: int  # workers that have started this run, this one included
-    holds_lock: bool
-
-
-def _claim_statement(
-    task_id: uuid.UUID, *, celery_task_id: str | None, claim_attempt: int | None, lock_held: bool
-) -> tuple[str, bool, int, int, int | None, int | None] | None:
-    """ONE statement: take the task's lock (unless ``lock_held``) and claim the task.
-
-    Claimable: ``pending`` (a fresh run: ``worker_starts`` = 1); ``running`` as the very
-    attempt a Celery retry or a sweeper re-queue handed over (``celery_task_id`` and
-    ``claim_attempt`` match; counted by whoever handed it over); ``running`` whose
-    worker is dead: the lock was free, or the heartbeat is stale, and fewer than
-    ``job_max_attempts()`` workers started this run.
-
-    Returns the row as it was (status, lock taken, worker_starts, attempts) and, when
-    claimed, the new (attempts, worker_starts); None when there is no such build task.
-    """
-    table = DatasetTask._meta.db_table
-    now = timezone.now()
-    handover = "(%(claim_attempt)s::integer IS NOT NULL AND t.celery_task_id = %(celery_task_id)s " \
-        "AND t.attempts = %(claim_attempt)s::integer)"
-    first_step = STEP_NAMES[0]
-    set_celery_id = ", celery_task_id = %(celery_task_id)s" if celery_task_id else ""
-    sql = f"""
-        WITH current AS (
-            SELECT status, worker_starts, attempts FROM {table} WHERE id = %(id)s AND type = %(build)s
-        ),
-        lock AS MATERIALIZED (
-            SELECT CASE WHEN %(lock_held)s THEN true
-                        WHEN status IN (%(pending)s, %(running)s) THEN pg_try_advisory_lock({_job_lock_key_sql('%(id_text)s')})
-                        ELSE false END AS held
-            FROM current
-        ),
-        claimed AS (
-            UPDATE {table} AS t SET
-                status = %(running)s,
-                attempts = t.attempts + 1,
-                worker_starts = CASE WHEN t.status = %(pending)s THEN 1
-                                     WHEN {handover} THEN t.worker_starts
-                                     ELSE t.worker_starts + 1 END,
-                worker = %(worker)s,
-                started_at = %(now)s, heartbeat_at = %(now)s, completed_at = NULL, error = '',
-                current_step = %(first_step)s, total_steps = %(total_steps)s, completed_steps = 0,
-                done = 0, total = 0, percentage = 0, eta_seconds = NULL,
-                message = 'Loading videos and labels'{set_celery_id}
-            FROM lock
-            WHERE t.id = %(id)s AND t.type = %(build)s AND (
-                t.status = %(pending)s
-                OR (t.status = %(running)s AND {handover})
-                OR (t.status = %(running)s AND t.worker_starts < %(max_attempts)s
-                    AND (lock.held OR t.heartbeat_at IS NULL OR t.heartbeat_at < %(stale_before)s))
-            )
-            RETURNING t.attempts, t.worker_starts
-        )
-        SELECT current.status, lock.held, current.worker_starts, current.attempts,
-               claimed.attempts, claimed.worker_starts
-        FROM current CROSS JOIN lock LEFT JOIN claimed ON true
-    """
-    params = {
-        "id": task_id,
-        "id_text": str(task_id),
-        "build": DatasetTaskType.BUILD,
-        "pending": DatasetTaskStatus.PENDING,
-        "running": DatasetTaskStatus.RUNNING,
-        "lock_held": lock_held,
-        "celery_task_id": celery_task_id or "",
-        "claim_attempt": claim_attempt,
-        "worker": _worker_name(),
-        "now": now,
-        "first_step": first_step,
-        "total_steps": len(BUILD_STEPS),
-        "max_attempts": job_max_attempts(),
-        "stale_before": now - stale_after(),
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
-
-
 def task_claim(
     task_id: uuid.UUID,
     *,
     celery_task_id: str | None = None,
     claim_attempt: int | None = None,
     lock_wait_seconds: float = 0.0,
-) -> TaskClaim | None:
-    """Claim the task for this process (see ``_claim_statement``), or None.
-
-    ``lock_wait_seconds`` (a redelivered message): when the task runs with a fresh
-    heartbeat and its lock is held, wait that long for the lock before concluding that
-    its worker is alive. A running task whose worker is dead and that has used up its
-    attempts is marked failed here.
-    """
-    row = _claim_statement(task_id, celery_task_id=celery_task_id, claim_attempt=claim_attempt, lock_held=False)
-    if row is None:
-        return None
-    status, held, worker_starts, attempts, claimed_attempt, claimed_starts = row
-    if claimed_attempt is None and not held and status == DatasetTaskStatus.RUNNING and lock_wait_seconds > 0:
-        if _job_lock_wait(task_id, lock_wait_seconds):
-            row = _claim_statement(task_id, celery_task_id=celery_task_id, claim_attempt=claim_attempt, lock_held=True)
-            status, held, worker_starts, attempts, claimed_attempt, claimed_starts = row
-    if claimed_attempt is not None:
-        return TaskClaim(attempt=claimed_attempt, worker_starts=claimed_starts, holds_lock=held)
-    if held:
-        if status == DatasetTaskStatus.RUNNING and worker_starts >= job_max_attempts():
-            _task_fail_attempts_exhausted(task_id, attempts, worker_starts)
-        job_lock_release(task_id)
-    return None
+) -> JobClaim | None:
+    """Claim the build task for this process (``core.jobs.job_claim``), or None. A
+    running task whose worker is dead and that has used up its attempts is marked
+    failed here."""
+    claim = jobs.job_claim(
+        BUILD_JOB, task_id, celery_task_id=celery_task_id, claim_attempt=claim_attempt,
+        lock_wait_seconds=lock_wait_seconds,
+        on_attempts_exhausted=lambda refused: _task_fail_attempts_exhausted(
+            task_id, refused.attempts, refused.worker_starts
+        ),
+    )
+    return claim if isinstance(claim, JobClaim) else None
 
 
 def _task_fail_attempts_exhausted(task_id: uuid.UUID, attempts: int, worker_starts: int) -> None:
@@ -531,96 +394,58 @@ def build_enqueue(task_id: uuid.UUID, celery_task_id: str, *, claim_attempt: int
 
 # --- the sweeper -----------------------------------------------------------------------
 
-#: A pending task whose queue message never reached a worker: failed after the broker's
-#: visibility timeout (it would have been redelivered by then) plus this margin.
-PENDING_NEVER_STARTED_MARGIN = timedelta(minutes=10)
-
-_SWEEP_LOCK_KEY_SQL = "hashtextextended('datasets.sweeper', 0)"
-
-
-def pending_stale_after() -> timedelta:
-    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}
-    return timedelta(seconds=float(options.get("visibility_timeout", 3600))) + PENDING_NEVER_STARTED_MARGIN
-
-
-def _utc_iso(moment) -> str:
-    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "never"
-
 
 def dataset_task_mark_stale(
     *, older_than: timedelta | None = None, pending_older_than: timedelta | None = None, wait: bool = True
 ) -> int:
-    """The sweeper. Returns the number of tasks it re-queued or failed.
+    """The sweeper of dataset tasks. Returns the number of tasks it re-queued or failed.
 
     - a running task whose heartbeat is older than ``older_than`` (default
       ``stale_after()``) lost its worker: while fewer than ``job_max_attempts()``
       workers started this run it is re-queued (fenced: ``attempts`` + 1; the message
       takes over exactly that attempt and resumes from what was stored), else marked
       failed "worker lost (no heartbeat since …)";
-    - a pending task queued (``heartbeat_at``, set on resume / release, else
-      ``created_at``) longer ago than ``pending_older_than`` (default
+    - a pending task queued longer ago than ``pending_older_than`` (default
       ``pending_stale_after()``: the broker's visibility timeout + 10 minutes) is
       marked failed "never started (message lost?): resume it".
 
-    One sweep at a time across all workers (a transaction-level advisory lock): with
+    One sweep at a time across all workers (``core.jobs.sweep_lock``): with
     ``wait=False`` (the worker's timer) it returns 0 at once while another one runs.
     """
-    now = timezone.now()
-    cutoff = now - (older_than or stale_after())
-    pending_cutoff = now - (pending_older_than or pending_stale_after())
     max_attempts = job_max_attempts()
     handled = 0
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {'pg_advisory_xact_lock' if wait else 'pg_try_advisory_xact_lock'}"
-                           f"({_SWEEP_LOCK_KEY_SQL})")
-            if not wait and not cursor.fetchone()[0]:
-                return 0
-        dead = Q(status=DatasetTaskStatus.RUNNING) & (
-            Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
-        )
-        never_started = Q(status=DatasetTaskStatus.PENDING)
-        stale = list(
-            DatasetTask.objects.select_for_update(skip_locked=True)
-            .annotate(queued_at=Coalesce("heartbeat_at", "created_at"))
-            .filter(dead | (never_started & Q(queued_at__lt=pending_cutoff)))
-            .values("pk", "status", "attempts", "worker_starts", "current_step", "heartbeat_at", "started_at")
+        if not jobs.sweep_lock(wait=wait):
+            return 0
+        stale = jobs.dead_jobs(
+            BUILD_JOB, older_than=older_than, pending_older_than=pending_older_than, extra_fields=("current_step",)
         )
         for task in stale:
-            fence = Q(status=task["status"], attempts=task["attempts"])
-            if task["status"] == DatasetTaskStatus.PENDING:
-                handled += task_mark_failed(task["pk"], "never started (message lost?): resume it", fence)
-                continue
-            since = _utc_iso(task["heartbeat_at"] or task["started_at"])
-            if task["worker_starts"] < max_attempts:
-                handled += _task_requeue(task, fence, since, max_attempts)
-                continue
-            message = (
-                f"worker lost (no heartbeat since {since}) during {task['current_step']}, "
-                f"after {task['worker_starts']} of {max_attempts} attempts; resume the task to continue"
-            )
-            handled += task_mark_failed(task["pk"], message, fence)
+            if task.status == DatasetTaskStatus.PENDING:
+                handled += task_mark_failed(task.pk, "never started (message lost?): resume it", task.fence)
+            elif task.worker_starts < max_attempts:
+                handled += _task_requeue(task, max_attempts)
+            else:
+                message = (
+                    f"worker lost (no heartbeat since {task.last_seen}) during {task.extra['current_step']}, "
+                    f"after {task.worker_starts} of {max_attempts} attempts; resume the task to continue"
+                )
+                handled += task_mark_failed(task.pk, message, task.fence)
     for task in stale:
-        logger.warning("dataset task %s (%s since %s) swept", task["pk"], task["status"], task["heartbeat_at"])
+        logger.warning("dataset task %s (%s since %s) swept", task.pk, task.status, task.last_seen)
     return handled
 
 
-def _task_requeue(task: dict[str, Any], fence: Q, since: str, max_attempts: int) -> bool:
+def _task_requeue(task: jobs.DeadJob, max_attempts: int) -> bool:
     """Hand a dead worker's running task over to a new message (after commit)."""
-    attempt = task["attempts"] + 1
-    starts = task["worker_starts"] + 1
-    celery_task_id = str(uuid.uuid4())
-    updated = DatasetTask.objects.filter(fence, pk=task["pk"]).update(
-        attempts=F("attempts") + 1,  # the dead worker's writes, should it come back, no longer apply
-        worker_starts=F("worker_starts") + 1,
-        worker="",
-        heartbeat_at=timezone.now(),  # "re-queued at": swept again if no worker takes it
-        celery_task_id=celery_task_id,
+    updates, attempt, celery_task_id = jobs.requeue_assignments(task)
+    updated = DatasetTask.objects.filter(task.fence, pk=task.pk).update(
+        **updates,
         eta_seconds=None,
-        message=f"Worker lost (no heartbeat since {since}) during {task['current_step']}: "
-        f"re-queued, attempt {starts} of {max_attempts}",
+        message=f"Worker lost (no heartbeat since {task.last_seen}) during {task.extra['current_step']}: "
+        f"re-queued, attempt {task.worker_starts + 1} of {max_attempts}",
     )
     if updated:
-        task_id = task["pk"]
+        task_id = task.pk
         transaction.on_commit(lambda: build_enqueue(task_id, celery_task_id, claim_attempt=attempt))
     return bool(updated)

@@ -2,6 +2,7 @@
 (``from experiments import services``)."""
 
 from experiments.services.artifacts import (
+    RUN_LOG_PATH,
     artifact_file,
     artifacts_root,
     clean_artifact_path,
@@ -19,6 +20,7 @@ from experiments.services.experiments import (
 from experiments.services.purge import DEFAULT_PURGE_AFTER_DAYS, Purged, experiments_purge
 from experiments.services.runs import (
     RunAttemptStale,
+    run_cancel,
     run_create,
     run_delete,
     run_heartbeat,
@@ -32,6 +34,7 @@ from experiments.services.tracking import (
     MetricsLogged,
     MetricValue,
     param_value_text,
+    run_metrics_clear,
     run_metrics_log,
     run_params_log,
 )
@@ -43,6 +46,7 @@ __all__ = [
     "MetricValue",
     "MetricsLogged",
     "Purged",
+    "RUN_LOG_PATH",
     "RunAttemptStale",
     "artifact_file",
     "artifacts_root",
@@ -56,10 +60,12 @@ __all__ = [
     "param_value_text",
     "run_artifact_dir",
     "run_artifact_record",
+    "run_cancel",
     "run_create",
     "run_delete",
     "run_heartbeat",
     "run_is_current",
+    "run_metrics_clear",
     "run_metrics_log",
     "run_params_log",
     "run_reproducibility_update",

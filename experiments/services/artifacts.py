@@ -16,6 +16,9 @@ from experiments.services.runs import fence_failure
 from experiments.services.validation import clean_id
 
 HASH_CHUNK_BYTES = 1024 * 1024
+#: The run's log, appended to while it runs (pages show its tail) and recorded as an
+#: artifact when it ends.
+RUN_LOG_PATH = "run.log"
 
 
 def artifacts_root() -> Path:

@@ -166,6 +166,15 @@ def run_transition(
     return run
 
 
+def run_cancel(run_id: int, *, now: datetime | None = None) -> Run:
+    """Cancel a queued or running run (``ValidationError`` once it has finished).
+
+    A queued run never starts (its worker finds it cancelled); a running one is fenced
+    off (``attempts`` bumped): its worker stops at the next batch boundary and writes
+    nothing more, and the curves logged so far are kept."""
+    return run_transition(run_id, RunStatus.CANCELLED, now=now)
+
+
 def run_heartbeat(run_id: int, *, expected_attempt: int, now: datetime | None = None) -> None:
     """Sign of life of the worker running attempt ``expected_attempt`` (one UPDATE);
     ``RunAttemptStale`` when the run was cancelled, finished or taken over."""

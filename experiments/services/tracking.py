@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from experiments.models import (
@@ -290,3 +290,20 @@ def run_metrics_log(
             _listed([f"{key} at step {step} = {stored!r} (not {given!r})" for key, step, stored, given in conflicts])
         )})
     return MetricsLogged(inserted=inserted, unchanged=len(keys) - inserted)
+
+
+def run_metrics_clear(run_id: int, *, expected_attempt: int) -> int:
+    """Delete every metric point and summary of a running run, fenced by
+    ``expected_attempt``: a worker that takes a run over after its worker died trains
+    from the start, and the dead attempt's curves would otherwise clash with the new
+    ones (points are written once). Returns the number of points deleted."""
+    run_id = clean_id(run_id, "run_id")
+    with transaction.atomic():
+        fenced = Run.objects.select_for_update().filter(
+            pk=run_id, status=RunStatus.RUNNING, attempts=expected_attempt, deleted_at__isnull=True
+        ).exists()
+        if not fenced:
+            raise fence_failure(run_id, expected_attempt, (RunStatus.RUNNING,), "clear its metrics")
+        deleted, _ = MetricPoint.objects.filter(run_id=run_id).delete()
+        RunMetricSummary.objects.filter(run_id=run_id).delete()
+    return deleted

@@ -20,7 +20,7 @@ def live_worker_holding_the_lock_of(task_id: uuid.UUID) -> Iterator[object]:
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:
-            cursor.execute(f"SELECT pg_advisory_lock({job_lifecycle._job_lock_key_sql()})", [str(task_id)])
+            cursor.execute(f"SELECT pg_advisory_lock({job_lifecycle.BUILD_JOB.lock_key_sql()})", [str(task_id)])
         yield other
     finally:
         other.close()

@@ -245,3 +245,16 @@ def test_a_zombie_attempt_writes_nothing_after_a_takeover_while_the_run_keeps_ru
     services.run_metrics_log(run.pk, [("loss", 0, 1.0)], expected_attempt=zombie_attempt + 1)
     assert points(run) == [("loss", 0, 1.0)]
     assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING
+
+
+def test_clearing_metrics_is_fenced_by_the_attempt_and_removes_points_and_summaries():
+    run = running_run()
+    services.run_metrics_log(run.pk, [("val_f1", 1, 0.5), ("val_f1", 2, 0.7)], expected_attempt=run.attempts)
+
+    with pytest.raises(services.RunAttemptStale):
+        services.run_metrics_clear(run.pk, expected_attempt=run.attempts + 1)
+    assert MetricPoint.objects.filter(run=run).count() == 2
+
+    assert services.run_metrics_clear(run.pk, expected_attempt=run.attempts) == 2
+    assert not MetricPoint.objects.filter(run=run).exists()
+    assert not RunMetricSummary.objects.filter(run=run).exists()

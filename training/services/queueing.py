@@ -1,0 +1,78 @@
+"""Queueing a training run: validated through the architecture's schema, recorded as a
+queued ``Run`` with its resolved hyperparameters, then handed to the ``training`` queue."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from experiments import services as tracking
+from experiments.models import Run, RunStatus
+from training.architectures import get_architecture, resolve_config
+
+logger = logging.getLogger(__name__)
+
+
+def run_queue(
+    *,
+    experiment_id: int,
+    architecture_key: str,
+    hyperparameters: Mapping[str, object] | None = None,
+    dataset_version_id: uuid.UUID | str | None = None,
+    name: str = "",
+    origin_run_id: int | None = None,
+) -> Run:
+    """A queued run of ``architecture_key`` with ``hyperparameters`` (names or aliases,
+    values typed or as text; missing ones take their defaults), and its job queued once
+    the transaction commits.
+
+    Raises ONE ``ValidationError`` keyed by field ("architecture", a hyperparameter's
+    name, "experiment_id", "dataset_version_id", "name", "origin_run_id"); nothing is
+    written then. The resolved hyperparameters are the run's params (as a form would
+    write them: ``"256,64"``, ``"true"``) and its seed is the ``seed`` hyperparameter.
+    """
+    config = resolve_config(architecture_key, hyperparameters)
+    schema = get_architecture(config.architecture).schema
+    celery_task_id = str(uuid.uuid4())
+    with transaction.atomic():
+        run = tracking.run_create(
+            experiment_id,
+            architecture_key=config.architecture,
+            seed=config["seed"],
+            dataset_version_id=dataset_version_id,
+            name=name,
+            origin_run_id=origin_run_id,
+            params={parameter.name: parameter.as_text(config[parameter.name]) for parameter in schema},
+            celery_task_id=celery_task_id,
+        )
+        run_id = run.pk
+        transaction.on_commit(lambda: run_enqueue(run_id, celery_task_id))
+    return run
+
+
+def run_enqueue(run_id: int, celery_task_id: str, *, claim_attempt: int | None = None) -> bool:
+    """Send the run's message to the ``training`` queue (``claim_attempt``: the attempt it
+    may take over). When the broker cannot be reached the run is failed with that reason
+    and this returns False."""
+    from training.tasks import train_run  # tasks import services
+
+    kwargs = {} if claim_attempt is None else {"claim_attempt": claim_attempt}
+    try:
+        train_run.apply_async(args=[run_id], kwargs=kwargs, task_id=celery_task_id)
+    except Exception as error:  # broker unreachable: say so on the run instead of losing it
+        if train_run.app.conf.task_always_eager:
+            raise
+        logger.exception("could not queue training run %s", run_id)
+        try:
+            tracking.run_transition(
+                run_id, RunStatus.FAILED,
+                error=f"could not queue the run (broker unavailable: {error}); reproduce it when the broker is back",
+            )
+        except ValidationError:  # cancelled or finished meanwhile
+            pass
+        return False
+    return True
