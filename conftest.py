@@ -1,6 +1,7 @@
 """Start (or reuse) the embedded PostgreSQL and Redis before any test touches them."""
 
 import os
+import shutil
 
 from django.conf import settings
 
@@ -14,3 +15,8 @@ def pytest_sessionstart(session):
     if getattr(settings, "CVSA_TEST_EXTERNAL_BROKER", False):
         environ["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
     embedded_services.start_all(environ=environ)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("CVSA_TEST_ARTIFACTS_DIR") and settings.CVSA_ARTIFACTS_DIR.name.startswith("cvsa-test-artifacts-"):
+        shutil.rmtree(settings.CVSA_ARTIFACTS_DIR, ignore_errors=True)

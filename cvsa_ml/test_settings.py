@@ -1,7 +1,9 @@
 """Settings for the test suite: the real stack, with test-only speed-ups and isolation."""
 
 import os
+import tempfile
 import uuid
+from pathlib import Path
 
 from cvsa_ml import embedded_services
 from cvsa_ml.settings import *  # noqa: F403
@@ -36,3 +38,11 @@ STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.s
 # Tests serve static files from the source folders (no collectstatic into STATIC_ROOT).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# Run artifacts (weights, logs) of a test session go to a folder of its own, shared
+# with the worker processes it starts (they inherit the environment) and removed at
+# the end of the session: run ids restart with every test database, so a shared
+# folder would mix sessions' files, or overwrite an app's.
+CVSA_ARTIFACTS_DIR = Path(
+    os.environ.setdefault("CVSA_TEST_ARTIFACTS_DIR", tempfile.mkdtemp(prefix="cvsa-test-artifacts-"))
+)

@@ -4,16 +4,44 @@ summaries prefetched, and nothing here reads metric points except the series of 
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db import connection
+from django.db.models import (
+    Case,
+    Count,
+    DecimalField,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Func,
+    OrderBy,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    When,
+)
 
 from datasets.selectors import as_uuid
-from experiments.models import Artifact, Experiment, MetricPoint, Param, Run, RunMetricSummary, RunStatus
+from experiments.models import (
+    Artifact,
+    Experiment,
+    MetricDirection,
+    MetricPoint,
+    Param,
+    Run,
+    RunMetricSummary,
+    RunStatus,
+)
+from experiments.services.artifacts import RUN_LOG_PATH, run_artifact_dir
 from experiments.services.validation import clean_id, clean_key
 
 MAX_SERIES_KEYS = 50
@@ -87,11 +115,104 @@ class RunRow(NamedTuple):
     metrics: dict[str, RunMetricSummary]
 
 
+#: The columns of a runs table that sort by a field of the run (``run_order``).
+RUN_SORT_COLUMNS = ("name", "status", "architecture", "dataset", "seed", "created", "duration")
+#: Prefixes of the columns that sort by a run's metric (latest value, or best by the
+#: experiment's direction) or param.
+RUN_SORT_PREFIXES = ("metric", "best", "param")
+#: A param's text that reads as a decimal number (``1e-3``, ``.5``, ``-2``, ``64``); the
+#: exponent is bounded so the cast to ``numeric`` can never overflow.
+NUMERIC_TEXT_PATTERN = r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]{1,3})?$"
+
+
+class RunOrder(NamedTuple):
+    """How a runs table is sorted: ``column`` is one of ``RUN_SORT_COLUMNS`` or
+    ``metric:<key>`` / ``best:<key>`` / ``param:<key>``. Runs without the value sort
+    last whichever the direction; ties keep newest first."""
+
+    column: str
+    descending: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.column.split(":", 1)[0]
+
+    @property
+    def key(self) -> str:
+        return self.column.split(":", 1)[1] if ":" in self.column else ""
+
+
+def run_order(sort: str | None, direction: str | None = None) -> RunOrder | None:
+    """The ``sort`` / ``dir`` query parameters of a runs table as a ``RunOrder`` (None
+    when no sort is asked for); ``ValidationError`` keyed ``sort`` or ``dir`` otherwise."""
+    if direction not in (None, "", "asc", "desc"):
+        raise ValidationError({"dir": f"must be asc or desc (got {direction!r})"})
+    if not sort:
+        return None
+    if ":" in sort:
+        prefix, key = sort.split(":", 1)
+        if prefix not in RUN_SORT_PREFIXES:
+            raise ValidationError({"sort": f"{prefix!r} is not metric:, best: or param: (got {sort!r})"})
+        sort = f"{prefix}:{clean_key(key, 'sort')}"
+    elif sort not in RUN_SORT_COLUMNS:
+        raise ValidationError(
+            {"sort": f"must be one of {', '.join(RUN_SORT_COLUMNS)}, or metric:, best: or param: and a key "
+                     f"(got {sort!r})"}
+        )
+    return RunOrder(sort, descending=direction == "desc")
+
+
+def _ordered(expression, descending: bool) -> OrderBy:
+    return OrderBy(expression, descending=descending, nulls_last=True)
+
+
+def _run_ordering(order: RunOrder, experiment: Experiment) -> list[OrderBy | str]:
+    """ORDER BY of a runs table: one subquery per sort value on the (run, key) unique
+    index of summaries or params, so the page stays one query for the runs."""
+    descending = order.descending
+    if order.kind in ("metric", "best"):
+        field = "latest_value"
+        if order.kind == "best":
+            field = "min_value" if experiment.metric_direction == MetricDirection.MINIMIZE else "max_value"
+        value = RunMetricSummary.objects.filter(run=OuterRef("pk"), key=order.key).values(field)[:1]
+        expressions = [_ordered(Subquery(value), descending)]
+    elif order.kind == "param":
+        params = Param.objects.filter(run=OuterRef("pk"), key=order.key)
+        # Numbers by value (0.001 < 0.01 < 0.1 < 1, whatever their spelling), then the
+        # rest as text; the CASE guards the cast.
+        as_number = Case(
+            When(value__regex=NUMERIC_TEXT_PATTERN,
+                 then=Func(F("value"), template="(%(expressions)s)::numeric", output_field=DecimalField())),
+            default=None, output_field=DecimalField(),
+        )
+        expressions = [
+            _ordered(Subquery(params.annotate(number=as_number).values("number")[:1]), descending),
+            _ordered(Subquery(params.values("value")[:1]), descending),
+        ]
+    elif order.column == "dataset":
+        expressions = [_ordered(F("dataset_version__dataset__name"), descending),
+                       _ordered(F("dataset_version__number"), descending)]
+    elif order.column == "duration":
+        duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+        expressions = [_ordered(duration, descending)]
+    else:
+        field = {"architecture": "architecture_key", "created": "created_at"}.get(order.column, order.column)
+        expressions = [_ordered(F(field), descending)]
+    return [*expressions, "-created_at", "-id"]
+
+
 def run_table(
-    experiment: Experiment, *, status: str | None = None, deleted: bool = False, limit: int | None = None
+    experiment: Experiment,
+    *,
+    status: str | None = None,
+    deleted: bool = False,
+    limit: int | None = None,
+    order_by: RunOrder | None = None,
+    offset: int = 0,
 ) -> list[RunRow]:
-    """The runs of ``experiment`` (newest first) with their params and metric summaries:
-    three queries whatever the number of runs, params or epochs."""
+    """The runs of ``experiment`` (newest first, or by ``order_by``: see ``run_order``)
+    with their params and metric summaries: three queries whatever the number of runs,
+    params or epochs. ``offset`` and ``limit`` cut one page of the ordered runs."""
     runs = Run.objects.filter(experiment=experiment, deleted_at__isnull=not deleted)
     if status is not None:
         if status not in RunStatus.values:
@@ -102,9 +223,9 @@ def run_table(
     ).prefetch_related(
         Prefetch("params", queryset=Param.objects.order_by("key"), to_attr="param_list"),
         Prefetch("metric_summaries", queryset=RunMetricSummary.objects.order_by("key"), to_attr="summary_list"),
-    ).order_by("-created_at", "-id")
-    if limit is not None:
-        runs = runs[:limit]
+    ).order_by(*(_run_ordering(order_by, experiment) if order_by else ("-created_at", "-id")))
+    if offset or limit is not None:
+        runs = runs[offset: None if limit is None else offset + limit]
     return [
         RunRow(
             run=run,
@@ -162,3 +283,131 @@ def run_metric_keys(run_id: int) -> list[str]:
     return list(
         RunMetricSummary.objects.filter(run_id=clean_id(run_id, "run_id")).order_by("key").values_list("key", flat=True)
     )
+
+
+def run_list(
+    *,
+    experiment_id: int | None = None,
+    status: str | None = None,
+    architecture_key: str | None = None,
+    dataset_version_id: uuid.UUID | str | None = None,
+    deleted: bool = False,
+) -> QuerySet[Run]:
+    """Runs across experiments, newest first, for a paginated list (the API): each with
+    ``param_list`` and ``summary_list`` prefetched as in ``run_table``, so a page costs
+    three queries whatever the number of runs, params or epochs.
+
+    Live runs of live experiments by default; ``deleted``: the soft-deleted runs instead
+    (the restore list)."""
+    runs = Run.objects.filter(deleted_at__isnull=not deleted)
+    if not deleted:
+        runs = runs.filter(experiment__deleted_at__isnull=True)
+    if experiment_id is not None:
+        runs = runs.filter(experiment_id=clean_id(experiment_id, "experiment_id"))
+    if status is not None:
+        if status not in RunStatus.values:
+            raise ValidationError({"status": f"must be one of {', '.join(RunStatus.values)} (got {status!r})"})
+        runs = runs.filter(status=status)
+    if architecture_key is not None:
+        runs = runs.filter(architecture_key=architecture_key)
+    if dataset_version_id is not None:
+        runs = runs.filter(dataset_version_id=as_uuid(dataset_version_id, "dataset_version_id"))
+    return runs.select_related("experiment").defer("reproducibility").prefetch_related(
+        Prefetch("params", queryset=Param.objects.order_by("key"), to_attr="param_list"),
+        Prefetch("metric_summaries", queryset=RunMetricSummary.objects.order_by("key"), to_attr="summary_list"),
+    ).order_by("-created_at", "-id")
+
+
+# --- for the pages -------------------------------------------------------------------------
+
+
+def experiment_tags(*, deleted: bool = False, limit: int = 500) -> list[str]:
+    """The tags the (live, or deleted) experiments carry, sorted: one query."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT tag FROM {Experiment._meta.db_table}, unnest(tags) AS tag "
+            f"WHERE deleted_at IS {'NOT ' if deleted else ''}NULL ORDER BY tag LIMIT %s",
+            [limit],
+        )
+        return [tag for (tag,) in cursor.fetchall()]
+
+
+def run_status_counts(experiment: Experiment) -> dict[str, int]:
+    """Live runs of ``experiment`` by status, their ``total`` and the ``deleted`` runs: one query."""
+    live = Q(deleted_at__isnull=True)
+    counts = {status: Count("pk", filter=live & Q(status=status)) for status in RunStatus.values}
+    return Run.objects.filter(experiment=experiment).aggregate(
+        total=Count("pk", filter=live), deleted=Count("pk", filter=Q(deleted_at__isnull=False)), **counts
+    )
+
+
+class RunTableKeys(NamedTuple):
+    """The param and metric keys of an experiment's runs (what its table can show)."""
+
+    param_keys: list[str]
+    #: The params whose value differs between runs (what a comparison is about).
+    varying_param_keys: list[str]
+    metric_keys: list[str]
+
+
+def run_table_keys(experiment: Experiment, *, deleted: bool = False) -> RunTableKeys:
+    """Every param and metric key of the experiment's live (or deleted) runs: two queries,
+    on params and summaries (never the points)."""
+    runs = Q(run__experiment=experiment, run__deleted_at__isnull=not deleted)
+    params = list(
+        Param.objects.filter(runs).values("key").annotate(
+            values=Count("value", distinct=True), runs=Count("run_id")
+        ).order_by("key").values_list("key", "values", "runs")
+    )
+    metric_keys = list(
+        RunMetricSummary.objects.filter(runs).order_by("key").values_list("key", flat=True).distinct()
+    )
+    run_count = max((count for _key, _values, count in params), default=0)
+    return RunTableKeys(
+        param_keys=[key for key, _values, _runs in params],
+        # A param only some runs have also tells them apart.
+        varying_param_keys=[key for key, values, runs in params if values > 1 or runs < run_count],
+        metric_keys=metric_keys,
+    )
+
+
+def run_status_get(run_id: int) -> str:
+    """The status of a live run (of a live experiment): one query; ``Run.DoesNotExist`` otherwise."""
+    return (
+        Run.objects.filter(pk=clean_id(run_id, "run_id"), deleted_at__isnull=True, experiment__deleted_at__isnull=True)
+        .values_list("status", flat=True)
+        .get()
+    )
+
+
+LOG_TAIL_LINES = 50
+#: The most of a log's end ``run_log_tail`` reads, so a huge line is never read whole.
+LOG_TAIL_MAX_BYTES = 256 * 1024
+_LOG_BLOCK_BYTES = 16 * 1024
+
+
+def run_log_tail(run_id: int, lines: int = LOG_TAIL_LINES, *, max_bytes: int = LOG_TAIL_MAX_BYTES) -> list[str]:
+    """The last ``lines`` lines of the run's log (``RUN_LOG_PATH`` in its artifact
+    folder), read backwards from the end a block at a time and never more than
+    ``max_bytes`` (then the first, cut, line is left out). ``[]`` when there is no log yet."""
+    path = run_artifact_dir(run_id) / RUN_LOG_PATH
+    try:
+        handle = path.open("rb")
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    with handle:
+        end = handle.seek(0, os.SEEK_END)
+        start = end
+        tail = b""
+        # One newline more than the lines wanted: the text after it is whole lines.
+        while start > 0 and end - start < max_bytes and tail.count(b"\n") <= lines:
+            block = min(_LOG_BLOCK_BYTES, start, max_bytes - (end - start))
+            start -= block
+            handle.seek(start)
+            tail = handle.read(block) + tail
+    text_lines = tail.decode("utf-8", errors="replace").splitlines()
+    if start > 0 and len(text_lines) > 1:
+        text_lines = text_lines[1:]  # began mid-line
+    elif start > 0 and text_lines:
+        text_lines = ["…" + text_lines[0]]  # one line longer than max_bytes: its end
+    return text_lines[-lines:] if lines > 0 else []

@@ -10,6 +10,7 @@ is documented, every response body matches its documented schema and media type.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -20,6 +21,8 @@ from django.db import close_old_connections
 from rest_framework.authtoken.models import Token
 
 from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersionStatus
+from experiments import services as tracking
+from tests.experiments.factories import ExperimentFactory, running_run
 from tests.datasets.conftest import celery_eager, embedding_server, registry_file  # noqa: F401 (fixtures)
 from tests.datasets.panel_fixtures import (  # noqa: F401 (fixtures)
     build,
@@ -77,8 +80,23 @@ def requests_stay_in_the_test_transaction(db):
         request_finished.connect(close_old_connections)
 
 
+def _run_with_metrics_and_an_artifact(experiment) -> int:
+    run = running_run(experiment=experiment)
+    tracking.run_metrics_log(run.pk, [(key, epoch, epoch / 10) for key in ("val_f1", "val_loss") for epoch in (1, 2)])
+    folder = tracking.run_artifact_dir(run.pk)
+    folder.mkdir(parents=True)
+    (folder / ARTIFACT_PATH).write_bytes(b"weights")
+    tracking.run_artifact_record(run.pk, ARTIFACT_PATH)
+    return run.pk
+
+
+ARTIFACT_PATH = "model.pt"
+# A generated artifact path this plain is swapped for the real one; the others must be 404s.
+PLAIN_FILE_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+
+
 @pytest.fixture
-def existing(make_user, corpus, ready_version) -> dict:
+def existing(make_user, corpus, ready_version, settings, tmp_path) -> dict:
     """An admin's token and real ids, so success responses are checked too, not only 404s."""
     admin = make_user("conformance-admin", group="admins")
     failed_build = ready_version.tasks.get()
@@ -86,11 +104,15 @@ def existing(make_user, corpus, ready_version) -> dict:
     DatasetTask.objects.filter(pk=failed_build.pk).update(dataset_version=failed_version,
                                                           status=DatasetTaskStatus.FAILED)
     make_tasks(3)
+    settings.CVSA_ARTIFACTS_DIR = tmp_path / "artifacts"
+    experiment = ExperimentFactory(default_dataset_version=ready_version)
     return {
         "headers": {"Authorization": f"Token {Token.objects.create(user=admin).key}"},
         "aid": corpus["positive"][0].aid,
         "dataset_id": str(ready_version.pk),
         "task_id": str(failed_build.pk),
+        "experiment_id": experiment.pk,
+        "run_id": _run_with_metrics_and_an_artifact(experiment),
     }
 
 
@@ -110,6 +132,12 @@ def test_every_operation_conforms_to_the_schema(case, existing):
     for name in ("dataset_id", "task_id"):
         if _is_uuid((case.path_parameters or {}).get(name, "x")):
             case.path_parameters[name] = existing[name]
-    if isinstance((case.path_parameters or {}).get("aid"), int):
-        case.path_parameters["aid"] = existing["aid"]
+    for name in ("aid", "experiment_id", "run_id"):
+        if isinstance((case.path_parameters or {}).get(name), int):
+            case.path_parameters[name] = existing[name]
+    if PLAIN_FILE_NAME.match(str((case.path_parameters or {}).get("artifact_path", ""))):
+        case.path_parameters["artifact_path"] = ARTIFACT_PATH
+    # A run needs a live experiment: without one every generated run would be a 400.
+    if case.path == "/api/v1/runs" and isinstance(case.body, dict) and isinstance(case.body.get("experiment"), int):
+        case.body["experiment"] = existing["experiment_id"]
     case.call_and_validate(headers=existing["headers"])

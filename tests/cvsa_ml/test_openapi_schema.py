@@ -54,7 +54,11 @@ def test_openapi_schema_validates_without_warnings():
 
     schema = out.getvalue()
     for path in ("/api/v1/health", "/api/v1/labels", "/api/v1/consensus", "/api/v1/videos/import",
-                 "/api/v1/dataset/build", "/api/v1/tasks/{task_id}", "/api/v1/tasks/{task_id}/resume"):
+                 "/api/v1/dataset/build", "/api/v1/tasks/{task_id}", "/api/v1/tasks/{task_id}/resume",
+                 "/api/v1/experiments", "/api/v1/experiments/{experiment_id}",
+                 "/api/v1/experiments/{experiment_id}/restore", "/api/v1/architectures", "/api/v1/runs",
+                 "/api/v1/runs/{run_id}", "/api/v1/runs/{run_id}/cancel", "/api/v1/runs/{run_id}/restore",
+                 "/api/v1/runs/{run_id}/metrics", "/api/v1/runs/{run_id}/artifacts/{artifact_path}"):
         assert f"{path}:" in schema
 
 
@@ -85,7 +89,7 @@ def test_every_integer_the_server_reads_has_its_maximum(schema):
 
 
 def test_list_limits_state_the_page_size_maximum(schema):
-    for path in ("/api/v1/videos", "/api/v1/videos/inconsistent"):
+    for path in ("/api/v1/videos", "/api/v1/videos/inconsistent", "/api/v1/experiments", "/api/v1/runs"):
         parameters = {parameter["name"]: parameter for parameter in schema["paths"][path]["get"]["parameters"]}
         assert parameters["limit"]["schema"]["maximum"] == MAX_PAGE_SIZE
         assert parameters["limit"]["schema"]["minimum"] == 1
@@ -115,6 +119,51 @@ def test_resume_is_documented_for_admins(schema):
 
     assert {"200", "400", "403", "404"} <= set(operation["responses"])
     assert "requestBody" not in operation
+
+
+EXPERIMENT_OPERATIONS = {
+    ("/api/v1/experiments", "get"): {"200"},
+    ("/api/v1/experiments", "post"): {"201", "400"},
+    ("/api/v1/experiments/{experiment_id}", "get"): {"200", "404"},
+    ("/api/v1/experiments/{experiment_id}", "patch"): {"200", "400", "404"},
+    ("/api/v1/experiments/{experiment_id}", "delete"): {"200", "400", "404"},
+    ("/api/v1/experiments/{experiment_id}/restore", "post"): {"200", "404"},
+    ("/api/v1/architectures", "get"): {"200"},
+    ("/api/v1/runs", "get"): {"200", "400"},
+    ("/api/v1/runs", "post"): {"201", "400"},
+    ("/api/v1/runs/{run_id}", "get"): {"200", "404"},
+    ("/api/v1/runs/{run_id}", "delete"): {"200", "400", "404"},
+    ("/api/v1/runs/{run_id}/cancel", "post"): {"200", "400", "404"},
+    ("/api/v1/runs/{run_id}/restore", "post"): {"200", "404"},
+    ("/api/v1/runs/{run_id}/metrics", "get"): {"200", "400", "404"},
+    ("/api/v1/runs/{run_id}/artifacts/{artifact_path}", "get"): {"200", "404"},
+}
+
+
+def test_experiment_and_run_operations_document_their_answers(schema):
+    for (path, method), codes in EXPERIMENT_OPERATIONS.items():
+        operation = schema["paths"][path][method]
+        assert codes | {"401", "403"} <= set(operation["responses"]), (method, path)
+        if method != "get":
+            assert operation["security"], (method, path)
+    run_list = schema["paths"]["/api/v1/runs"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(resolve(schema, run_list)["properties"]) >= {"count", "next", "previous", "results"}
+    download = schema["paths"]["/api/v1/runs/{run_id}/artifacts/{artifact_path}"]["get"]["responses"]["200"]
+    assert download["content"] == {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    architectures = schema["paths"]["/api/v1/architectures"]["get"]["responses"]["200"]["content"]
+    hyperparameter = resolve(schema, resolve(schema, architectures["application/json"]["schema"]["items"])
+                             ["properties"]["hyperparameters"]["items"])
+    assert {"name", "type", "default", "minimum", "maximum", "log_scale", "choices", "help"} <= set(
+        hyperparameter["properties"])
+
+
+def test_a_run_request_documents_its_fields(schema):
+    body = schema["components"]["schemas"]["RunCreateRequest"]
+
+    assert set(body["required"]) == {"experiment", "architecture"}
+    assert body["properties"]["hyperparameters"]["type"] == "object"
+    architecture = body["properties"]["architecture"]
+    assert resolve(schema, architecture.get("allOf", [architecture])[0])["enum"] == ["mlp", "logreg"]
 
 
 def test_swagger_ui_is_served_from_the_package_with_a_favicon(logged_in_client, settings):

@@ -25,6 +25,7 @@ def run_queue(
     dataset_version_id: uuid.UUID | str | None = None,
     name: str = "",
     origin_run_id: int | None = None,
+    enqueue: bool = True,
 ) -> Run:
     """A queued run of ``architecture_key`` with ``hyperparameters`` (names or aliases,
     values typed or as text; missing ones take their defaults), and its job queued once
@@ -34,6 +35,7 @@ def run_queue(
     name, "experiment_id", "dataset_version_id", "name", "origin_run_id"); nothing is
     written then. The resolved hyperparameters are the run's params (as a form would
     write them: ``"256,64"``, ``"true"``) and its seed is the ``seed`` hyperparameter.
+    ``enqueue=False`` sends no message: the caller runs it (``manage.py train --sync``).
     """
     config = resolve_config(architecture_key, hyperparameters)
     schema = get_architecture(config.architecture).schema
@@ -49,8 +51,9 @@ def run_queue(
             params={parameter.name: parameter.as_text(config[parameter.name]) for parameter in schema},
             celery_task_id=celery_task_id,
         )
-        run_id = run.pk
-        transaction.on_commit(lambda: run_enqueue(run_id, celery_task_id))
+        if enqueue:
+            run_id = run.pk
+            transaction.on_commit(lambda: run_enqueue(run_id, celery_task_id))
     return run
 
 
