@@ -151,6 +151,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # core.api.path_params.PositiveBigIntConverter: an id that fits PostgreSQL's bigint.
     "PATH_CONVERTER_OVERRIDES": {"bigint": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
+    # Two "status" choice sets: each gets its own enum name.
+    "ENUM_NAME_OVERRIDES": {
+        "DatasetTaskStatusEnum": "datasets.models.DatasetTaskStatus",
+        "RunStatusEnum": "experiments.models.RunStatus",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------

@@ -30,6 +30,7 @@ from django.db.models import (
     When,
 )
 
+from core.api.bounds import MAX_BIGINT
 from datasets.selectors import as_uuid
 from experiments.models import (
     Artifact,
@@ -104,6 +105,17 @@ def experiment_get(experiment_id: int, *, include_deleted: bool = False) -> Expe
     if not include_deleted:
         experiments = experiments.filter(deleted_at__isnull=True)
     return experiments.get(pk=clean_id(experiment_id, "experiment_id"))
+
+
+def experiment_by_id_or_name(id_or_name: str) -> Experiment | None:
+    """The live experiment whose id (when ``id_or_name`` is a number) or else whose exact
+    name is ``id_or_name``; None when there is none (how a command names one)."""
+    live = Experiment.objects.filter(deleted_at__isnull=True)
+    if id_or_name.isascii() and id_or_name.isdigit() and 0 < int(id_or_name) <= MAX_BIGINT:
+        found = live.filter(pk=int(id_or_name)).first()
+        if found is not None:
+            return found
+    return live.filter(name=id_or_name).first()
 
 
 class RunRow(NamedTuple):
@@ -268,7 +280,7 @@ def run_detail(run_id: int, *, include_deleted: bool = False) -> Run:
     ``artifact_list``): four queries. Raises ``Run.DoesNotExist``."""
     runs = Run.objects.select_related(
         "experiment", "dataset_version__dataset", "dataset_version__embedding_model", "origin_run"
-    ).defer("dataset_version__requested_aids").prefetch_related(
+    ).defer("dataset_version__requested_aids", "dataset_version__selection").prefetch_related(
         Prefetch("params", queryset=Param.objects.order_by("key"), to_attr="param_list"),
         Prefetch("metric_summaries", queryset=RunMetricSummary.objects.order_by("key"), to_attr="summary_list"),
         Prefetch("artifacts", queryset=Artifact.objects.order_by("path"), to_attr="artifact_list"),

@@ -10,6 +10,8 @@
   var RETRY_MS = 5000;
   var HEIGHT = 260;
   var COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2"];
+  // Epochs are whole numbers: never a tick at 1.25.
+  var STEP_INCREMENTS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000];
 
   /* Align the series of `keys` on the union of their steps (uPlot wants one x array);
    * a missing point is null, so a line skips it. */
@@ -37,7 +39,7 @@
       height: HEIGHT,
       scales: { x: { time: false } },
       legend: { live: true },
-      axes: [{ label: "epoch" }, { size: 60 }],
+      axes: [{ label: "epoch", incrs: STEP_INCREMENTS }, { size: 60 }],
       series: [{ label: "epoch" }].concat(keys.map(function (key, i) {
         return {
           label: key,

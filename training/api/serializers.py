@@ -155,8 +155,7 @@ class RunOutput(serializers.ModelSerializer):
 
     experiment = serializers.IntegerField(source="experiment_id")
     experiment_name = serializers.CharField(source="experiment.name")
-    # Text, not an enum: the schema's "status" enum is the dataset tasks' (one name, one choice set).
-    status = serializers.CharField(help_text=f"one of {', '.join(RunStatus.values)}")
+    status = serializers.ChoiceField(choices=RunStatus.choices)
     dataset_version = serializers.UUIDField(source="dataset_version_id")
     architecture = serializers.CharField(source="architecture_key")
     origin_run = serializers.IntegerField(source="origin_run_id", allow_null=True)
@@ -221,8 +220,7 @@ class MetricPointOutput(serializers.Serializer):
 
 class MetricSeriesOutput(serializers.Serializer):
     run = serializers.IntegerField()
-    status = serializers.CharField(help_text=f"one of {', '.join(RunStatus.values)}: poll again while queued or "
-                                             "running")
+    status = serializers.ChoiceField(choices=RunStatus.choices, help_text="poll again while queued or running")
     series = serializers.DictField(child=MetricPointOutput(many=True), help_text="by metric key, each by step")
 
     class Meta:

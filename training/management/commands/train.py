@@ -177,11 +177,7 @@ class Command(BaseCommand):
             raise CommandError(f"Nothing queued: {validation_error_message(error)}") from None
 
     def _experiment(self, name_or_id: str) -> Experiment:
-        experiments = experiment_selectors.experiment_list()
-        found = None
-        if re.fullmatch(r"[0-9]{1,18}", name_or_id):
-            found = experiments.filter(pk=int(name_or_id)).first()
-        found = found or experiments.filter(name=name_or_id).first()
+        found = experiment_selectors.experiment_by_id_or_name(name_or_id)
         if found is not None:
             return found
         if name_or_id != DEFAULT_EXPERIMENT:
