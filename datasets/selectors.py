@@ -30,7 +30,7 @@ from datasets.models import (
     Embedding,
     SPLIT_CODES,
 )
-from datasets.vector_rows import parse_member_rows
+from datasets.vector_rows import MemberRowsReader
 from labeling.models import Video, VideoConsensus
 from labeling.selectors import effective_labels_by_video
 
@@ -534,14 +534,16 @@ def dataset_version_arrays(version_id: uuid.UUID | str, *, allow_unready: bool =
     Raises ``DatasetVersion.DoesNotExist``, or ``ValidationError`` when the version is
     not ready (its items are only complete once it is frozen).
     """
-    version = DatasetVersion.objects.only("id", "status", "embedding_dimensions").get(
+    version = DatasetVersion.objects.only("id", "status", "embedding_dimensions", "total_records").get(
         pk=as_uuid(version_id, "dataset_id")
     )
     return version_arrays(version, allow_unready=allow_unready)
 
 
 def version_arrays(version: DatasetVersion, *, allow_unready: bool = False) -> DatasetArrays:
-    """``dataset_version_arrays`` for an already loaded version: one COPY."""
+    """``dataset_version_arrays`` for an already loaded version: one COPY, converted
+    block by block while it streams in (raises ``core.pgcopy.CopyFormatError`` when the
+    stream does not hold the expected rows)."""
     if not allow_unready and version.status != DatasetVersionStatus.READY:
         raise ValidationError({"dataset_id": f"dataset version {version.pk} is {version.status}, not ready"})
     item_table = DatasetVersionItem._meta.db_table
@@ -553,15 +555,18 @@ def version_arrays(version: DatasetVersion, *, allow_unready: bool = False) -> D
         f"JOIN {Embedding._meta.db_table} e ON e.id = i.embedding_id "
         f"WHERE i.version_id = '{version.pk}'::uuid ORDER BY v.aid) TO STDOUT (FORMAT BINARY)"
     )
-    stream = pgcopy.copy_out(sql)
-    rows = parse_member_rows(stream, version.embedding_dimensions)
-    X = rows["values"].astype(np.float32)  # big-endian -> native, one vectorised copy
-    return DatasetArrays(
-        X=X.reshape(len(rows), version.embedding_dimensions),
-        y=rows["label"].astype(np.int8),
-        aids=rows["aid"].astype(np.int64),
-        splits=_SPLIT_NAMES[rows["split"].astype(np.intp)],
-    )
+    # A ready version's count is exact (frozen with its items); the reader grows otherwise.
+    reader = MemberRowsReader(version.embedding_dimensions, capacity=version.total_records)
+
+    def read(raw_cursor) -> None:
+        with raw_cursor.copy(sql) as copy:
+            for data in copy:
+                reader.feed(data)
+        reader.finish()
+
+    pgcopy.copy_statement(sql, read)
+    X, y, aids, split_codes = reader.columns()
+    return DatasetArrays(X=X, y=y, aids=aids, splits=_SPLIT_NAMES[split_codes.astype(np.intp)])
 
 
 def dataset_version_records(version: DatasetVersion) -> list[dict[str, Any]]:

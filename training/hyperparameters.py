@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -250,6 +250,18 @@ class Schema:
 
     def defaults(self) -> ResolvedConfig:
         return ResolvedConfig({parameter.name: parameter.default for parameter in self.parameters})
+
+    def with_defaults(self, **defaults: Any) -> Schema:
+        """The same schema with other defaults for the named parameters (each checked
+        against the parameter's own bounds and type)."""
+        unknown = sorted(set(defaults) - set(self.names))
+        if unknown:
+            raise ValueError(f"not in the schema: {', '.join(unknown)}")
+        return Schema(tuple(
+            replace(parameter, default=parameter.coerce(defaults[parameter.name]))
+            if parameter.name in defaults else parameter
+            for parameter in self.parameters
+        ))
 
 
 class ResolvedConfig(Mapping[str, Any]):

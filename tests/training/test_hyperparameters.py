@@ -227,3 +227,13 @@ def test_a_schema_refuses_duplicate_names():
     parameter = Hyperparameter("x", ParamType.BOOL, False, "")
     with pytest.raises(ValueError, match="declared twice"):
         Schema((parameter, Hyperparameter("y", ParamType.BOOL, False, "", aliases=("x",))))
+
+
+def test_an_architecture_can_change_a_shared_default_within_its_bounds():
+    assert resolve_config("logreg")["learning_rate"] == 1e-2
+    assert resolve_config("mlp")["learning_rate"] == 1e-3
+    assert TRAINING_SCHEMA["lr"].default == 1e-3  # the shared schema is unchanged
+    with pytest.raises(ValueError, match="not in the schema: hidden_sizes"):
+        TRAINING_SCHEMA.with_defaults(hidden_sizes="8")
+    with pytest.raises(ValueError):
+        TRAINING_SCHEMA.with_defaults(learning_rate=5.0)  # above its maximum

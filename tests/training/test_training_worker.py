@@ -89,7 +89,12 @@ def test_a_run_whose_worker_child_is_killed_is_taken_over_then_cancelled(monkeyp
             "another worker child to take the run over",
         )
         assert int(taken_over.worker.rsplit(":", 1)[1]) != killed
-        wait_until(lambda: MetricPoint.objects.filter(run=run, key="train_loss").exists(), "an epoch of the new attempt")
+
+        def new_attempt_trained_an_epoch() -> bool:
+            log = tracking.artifact_file(run.pk, "run.log").read_text()
+            return "epoch 1:" in log.partition("taken over after its worker died")[2]
+
+        wait_until(new_attempt_trained_an_epoch, "an epoch of the new attempt")
 
         tracking.run_cancel(run.pk)
         cancelled = wait_for_the_end_of(run, "the run to end")
