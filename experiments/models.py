@@ -144,6 +144,9 @@ class Run(TimestampedModel):
         default=dict, blank=True,
         help_text="What reproduces the run: dataset hash, code and package versions, device, ...",
     )
+    tags = models.JSONField(
+        default=dict, blank=True, help_text='Key → text labels of the run, e.g. {"sweep": "3"} (searchable as tags.key)'
+    )
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -179,6 +182,8 @@ class Run(TimestampedModel):
             models.Index(fields=["experiment", "-created_at"], name="run_experiment_created_idx"),
             # The stale sweeper: running runs by heartbeat.
             models.Index(fields=["heartbeat_at"], condition=Q(status="running"), name="run_running_heartbeat_idx"),
+            # Run search on tags (``tags @> {...}``).
+            GinIndex(fields=["tags"], name="run_tags_gin_idx"),
             # The admin's and the API's architecture filter.
             models.Index(fields=["architecture_key", "-created_at"], name="run_architecture_idx"),
             # The purge: deleted runs by deletion time.

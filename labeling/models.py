@@ -134,6 +134,41 @@ class Review(models.Model):
         return f"{self.reviewer}: review {_yes_no(self.value)} at {_when(self.created_at)}"
 
 
+class ReviewRequest(models.Model):
+    """A request that a reviewer look at a video even though its labelers may agree
+    (e.g. a model ranks its label as likely wrong), with the reason shown to the
+    reviewer. It is resolved by the next review of the video."""
+
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="review_requests")
+    reason = models.TextField()
+    source = models.CharField(max_length=50, help_text="What asked for it, e.g. label_issues")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="review_requests"
+    )
+    resolved_by = models.ForeignKey(
+        Review, null=True, blank=True, on_delete=models.SET_NULL, related_name="resolved_requests"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(reason=""), name="reviewrequest_reason_not_empty"),
+            # At most one open request per video (a second request adds nothing to the queue).
+            models.UniqueConstraint(
+                fields=["video"], condition=Q(resolved_at__isnull=True), name="reviewrequest_one_open_per_video"
+            ),
+        ]
+        indexes = [
+            # The review queue: open requests, oldest first.
+            models.Index(fields=["created_at"], condition=Q(resolved_at__isnull=True), name="reviewrequest_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"review request for {self.video_id}: {self.reason[:40]}"
+
+
 class EffectiveLabel(models.Model):
     """Read-only row of the ``labeling_effectivelabel`` view: each user's latest
     non-retracted human or imported label per video (a model's label never counts, see

@@ -27,6 +27,7 @@ from experiments.services.runs import (
     run_is_current,
     run_reproducibility_update,
     run_restore,
+    run_tags_set,
     run_transition,
 )
 from experiments.services.tracking import (
@@ -70,5 +71,6 @@ __all__ = [
     "run_params_log",
     "run_reproducibility_update",
     "run_restore",
+    "run_tags_set",
     "run_transition",
 ]

@@ -27,7 +27,13 @@ from experiments.models import (
     RunStatus,
 )
 from experiments.services.experiments import ready_dataset_version
-from experiments.services.validation import clean_id, clean_name, clean_non_negative_int, clean_text
+from experiments.services.validation import (
+    clean_id,
+    clean_name,
+    clean_non_negative_int,
+    clean_run_tags,
+    clean_text,
+)
 
 MAX_ERROR_LENGTH = 10_000
 #: Architecture keys are the training app's registry keys: short slugs.
@@ -71,6 +77,7 @@ def run_create(
     name: str = "",
     origin_run_id: int | None = None,
     params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
     celery_task_id: str = "",
     now: datetime | None = None,
 ) -> Run:
@@ -84,6 +91,7 @@ def run_create(
             {"architecture_key": f"must be a slug of lower-case letters, digits, - and _ (got {architecture_key!r})"}
         )
     seed = clean_non_negative_int(seed, "seed")
+    cleaned_tags = clean_run_tags(tags or {})
     cleaned_name = clean_name(name) if name else ""
     experiment = Experiment.objects.filter(pk=clean_id(experiment_id, "experiment_id")).first()
     if experiment is None:
@@ -107,6 +115,7 @@ def run_create(
             architecture_key=architecture_key,
             seed=seed,
             origin_run_id=origin_run_id,
+            tags=cleaned_tags,
             celery_task_id=celery_task_id,
             queued_at=now or timezone.now(),
         )
@@ -215,6 +224,24 @@ def _json(record: Mapping[str, Any]) -> str:
         return json.dumps(dict(record), allow_nan=False)
     except (TypeError, ValueError) as error:
         raise ValidationError({"reproducibility": f"not JSON-serialisable: {error}"}) from None
+
+
+def run_tags_set(run_id: int, tags: Mapping[str, str | None]) -> Run:
+    """Set (or, with ``None``, remove) some tags of a run, at any status (tags describe,
+    they are not results): one statement."""
+    removed = [key for key, text in tags.items() if text is None] if isinstance(tags, Mapping) else []
+    added = clean_run_tags({key: text for key, text in tags.items() if text is not None}
+                           if isinstance(tags, Mapping) else tags)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Run._meta.db_table} SET tags = (tags || %s::jsonb) - %s::text[], updated_at = now() "
+            "WHERE id = %s RETURNING id",
+            [json.dumps(added), removed, clean_id(run_id, "run_id")],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Run.DoesNotExist(f"run {run_id} does not exist")
+    return Run.objects.get(pk=run_id)
 
 
 def run_delete(run_id: int, *, now: datetime | None = None) -> Run:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from django.core.exceptions import ValidationError
 
@@ -66,6 +66,24 @@ def clean_tags(value: object, field: str = "tags") -> list[str]:
             tags.append(tag)
     if len(tags) > MAX_TAGS:
         raise ValidationError({field: f"at most {MAX_TAGS} tags (got {len(tags)})"})
+    return tags
+
+
+def clean_run_tags(value: object, field: str = "tags") -> dict[str, str]:
+    """A run's tags: key (a metric-style key) → text (at most ``MAX_TAG_LENGTH`` × 10
+    characters), at most ``MAX_TAGS`` of them."""
+    if not isinstance(value, Mapping):
+        raise ValidationError({field: f"must be an object of key: text (got {type(value).__name__})"})
+    if len(value) > MAX_TAGS:
+        raise ValidationError({field: f"at most {MAX_TAGS} tags (got {len(value)})"})
+    tags: dict[str, str] = {}
+    for key, text in value.items():
+        clean_key(key, field)
+        if not isinstance(text, str) or len(text) > MAX_TAG_LENGTH * 10 or _has_nul(text):
+            raise ValidationError(
+                {field: f"{key}: must be text of at most {MAX_TAG_LENGTH * 10} characters, without NUL"}
+            )
+        tags[key] = text
     return tags
 
 

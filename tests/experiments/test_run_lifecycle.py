@@ -168,3 +168,17 @@ def test_run_soft_delete_is_refused_while_active_and_restorable():
         services.run_transition(run.pk, RunStatus.RUNNING)
     services.run_restore(run.pk)
     assert row(run)["deleted_at"] is None
+
+
+def test_run_tags_are_set_at_creation_and_changed_later():
+    run = services.run_create(
+        ExperimentFactory().pk, architecture_key="mlp", seed=0, tags={"sweep": "3", "trial": "0"}
+    )
+    assert run.tags == {"sweep": "3", "trial": "0"}
+
+    run = services.run_tags_set(run.pk, {"trial": None, "note": "wide"})
+    assert run.tags == {"sweep": "3", "note": "wide"}
+
+    with pytest.raises(ValidationError, match="only letters"):
+        services.run_tags_set(run.pk, {"bad key!": "x"})
+    assert Run.objects.get(pk=run.pk).tags == {"sweep": "3", "note": "wide"}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,8 @@ class RunLog:
         self.path: Path = folder / tracking.RUN_LOG_PATH
 
     def write(self, message: str) -> None:
-        moment = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        # The pages' time zone (TIME_ZONE), so the log and the run page agree.
+        moment = timezone.localtime().strftime("%Y-%m-%d %H:%M:%S")
         with self.path.open("a", encoding="utf-8") as log:
             log.write(f"{moment} {message}\n")
 

@@ -25,6 +25,7 @@ def run_queue(
     dataset_version_id: uuid.UUID | str | None = None,
     name: str = "",
     origin_run_id: int | None = None,
+    tags: Mapping[str, str] | None = None,
     enqueue: bool = True,
 ) -> Run:
     """A queued run of ``architecture_key`` with ``hyperparameters`` (names or aliases,
@@ -48,6 +49,7 @@ def run_queue(
             dataset_version_id=dataset_version_id,
             name=name,
             origin_run_id=origin_run_id,
+            tags=tags,
             params={parameter.name: parameter.as_text(config[parameter.name]) for parameter in schema},
             celery_task_id=celery_task_id,
         )
