@@ -14,6 +14,8 @@ api_v1 = [
     path("", include("datasets.api.urls")),
     path("", include("experiments.api.urls")),
     path("", include("training.api.urls")),
+    path("", include("training.api.sweep_urls")),
+    path("", include("training.api.analysis_urls")),
 ]
 
 # The old ML panel client's default base URL: health and the panel contract again.

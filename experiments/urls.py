@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from experiments import views
 
@@ -18,4 +18,7 @@ urlpatterns = [
     path("runs/<int:run_id>/cancel", views.run_cancel, name="run-cancel"),
     path("runs/<int:run_id>/delete", views.run_delete, name="run-delete"),
     path("runs/<int:run_id>/restore", views.run_restore, name="run-restore"),
+    # Run search and comparison (their own modules: experiments.search_urls, compare_urls).
+    path("", include("experiments.search_urls")),
+    path("", include("experiments.compare_urls")),
 ]

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from training import views
 
@@ -9,4 +9,8 @@ urlpatterns = [
     path("runs/new/dataset-version", views.run_dataset_version, name="run-dataset-version"),
     path("runs/new/hyperparameters", views.run_hyperparameters, name="run-hyperparameters"),
     path("runs/", views.run_create, name="run-create"),
+    # Sweeps, reproduce + error analysis, label issues (their own modules).
+    path("", include("training.sweep_urls")),
+    path("", include("training.analysis_urls")),
+    path("", include("training.label_issue_urls")),
 ]
