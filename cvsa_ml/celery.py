@@ -13,9 +13,10 @@ app.autodiscover_tasks()
 
 
 def sweep_stale_jobs() -> int:
-    """One sweep of the jobs whose worker died: dataset builds, then training runs; each
-    skipped while another worker sweeps. Never raises: a failed sweep is logged and the
-    next one retries."""
+    """One sweep of the jobs whose worker died (dataset builds, training runs, label-issue
+    scans; each skipped while another worker sweeps), then a nudge to every active sweep
+    (in case a trial's end message was lost). Never raises: a failed sweep is logged and
+    the next one retries."""
     from django.db import connections
 
     from datasets import services as dataset_services
@@ -24,7 +25,9 @@ def sweep_stale_jobs() -> int:
     handled = 0
     try:
         for name, sweep in (("dataset tasks", dataset_services.dataset_task_mark_stale),
-                            ("training runs", training_services.training_runs_mark_stale)):
+                            ("training runs", training_services.training_runs_mark_stale),
+                            ("label-issue scans", training_services.label_issue_scans_mark_stale),
+                            ("sweeps", training_services.sweeps_advance_active)):
             try:
                 handled += sweep(wait=False)
             except Exception:

@@ -176,6 +176,8 @@ CELERY_TASK_ROUTES = {
     # The sweeper is quick and must not wait behind long builds: default queue.
     "datasets.tasks.sweep_stale_dataset_tasks": {"queue": "default"},
     "datasets.tasks.*": {"queue": "embeddings"},
+    # A sweep's advance step is quick bookkeeping: never behind training runs.
+    "training.tasks.sweep_advance": {"queue": "default"},
     "training.tasks.*": {"queue": "training"},
 }
 CELERY_TASK_TRACK_STARTED = True

@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("training.api.urls")),
     path("", include("training.api.sweep_urls")),
     path("", include("training.api.analysis_urls")),
+    path("", include("training.api.label_issue_urls")),
 ]
 
 # The old ML panel client's default base URL: health and the panel contract again.

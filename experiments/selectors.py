@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -423,3 +423,64 @@ def run_log_tail(run_id: int, lines: int = LOG_TAIL_LINES, *, max_bytes: int = L
     elif start > 0 and text_lines:
         text_lines = ["…" + text_lines[0]]  # one line longer than max_bytes: its end
     return text_lines[-lines:] if lines > 0 else []
+
+
+class MetricDifference(NamedTuple):
+    """One metric of a run beside its origin's (latest values); ``difference`` is run −
+    origin, None when either run lacks the metric."""
+
+    key: str
+    value: float | None
+    origin_value: float | None
+    difference: float | None
+
+
+class ParamDifference(NamedTuple):
+    key: str
+    value: str | None  # None: the run lacks the param
+    origin_value: str | None
+
+
+class OriginDifferences(NamedTuple):
+    """How a run's results and inputs differ from those of the run it reproduces."""
+
+    origin: Run
+    metrics: list[MetricDifference]
+    params: list[ParamDifference]  # only the params that differ
+
+    @property
+    def metrics_identical(self) -> bool:
+        """Every compared metric logged by both runs, with exactly the same value."""
+        return bool(self.metrics) and all(metric.difference == 0.0 for metric in self.metrics)
+
+
+def run_origin_differences(
+    run: Run, *, include_metric: Callable[[str], bool] | None = None
+) -> OriginDifferences | None:
+    """``run`` (as ``run_detail`` returns it: params and summaries prefetched, origin
+    joined) against its origin run: the latest value of every metric either run logged
+    (those ``include_metric(key)`` accepts, when given) and the params whose values
+    differ. Two queries (the origin's params and summaries); None without an origin."""
+    origin = run.origin_run
+    if origin is None:
+        return None
+    origin_params = dict(Param.objects.filter(run_id=origin.pk).values_list("key", "value"))
+    origin_metrics = dict(
+        RunMetricSummary.objects.filter(run_id=origin.pk).values_list("key", "latest_value")
+    )
+    metrics = {summary.key: summary.latest_value for summary in run.summary_list}
+    params = {param.key: param.value for param in run.param_list}
+    keys = sorted(
+        key for key in metrics.keys() | origin_metrics.keys() if include_metric is None or include_metric(key)
+    )
+    metric_rows = []
+    for key in keys:
+        value, origin_value = metrics.get(key), origin_metrics.get(key)
+        difference = None if value is None or origin_value is None else value - origin_value
+        metric_rows.append(MetricDifference(key, value, origin_value, difference))
+    param_rows = [
+        ParamDifference(key, params.get(key), origin_params.get(key))
+        for key in sorted(params.keys() | origin_params.keys())
+        if params.get(key) != origin_params.get(key)
+    ]
+    return OriginDifferences(origin=origin, metrics=metric_rows, params=param_rows)

@@ -369,6 +369,10 @@ def run_detail(request, run_id: int):
     context = _run_context(request, run)
     context["curve_charts"] = [{"title": title, "keys": list(keys)} for title, keys in CURVE_CHARTS]
     context["curve_keys"] = ",".join(key for _title, keys in CURVE_CHARTS for key in keys)
+    # A reproduction beside its origin: the end-of-run metrics (the timings always differ).
+    context["origin_differences"] = selectors.run_origin_differences(
+        run, include_metric=lambda key: key.startswith(FINAL_PREFIXES) or key in ("threshold", "best_epoch")
+    )
     return render(request, "experiments/run_detail.html", context)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import models
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, FilteredRelation, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from labeling.models import VOTING_SOURCES, EffectiveLabel, Label, Review, Video, VideoConsensus
@@ -134,6 +134,61 @@ def inconsistent_videos(*, search: str = "", order: str = "votes") -> QuerySet[V
     if search:
         videos = videos.filter(_video_search(search))
     return videos.order_by(*REVIEW_ORDERINGS.get(order, REVIEW_ORDERINGS["votes"]))
+
+
+class ReviewQueueShow(models.TextChoices):
+    ALL = "all", "Conflicts and requests"
+    CONFLICTS = "conflicts", "Conflicts only"
+    REQUESTS = "requests", "Review requests only"
+
+
+#: The review queue's orderings: the conflicts' ones, and oldest request first.
+REVIEW_QUEUE_ORDERINGS = {
+    **REVIEW_ORDERINGS,
+    "requested": [F("open_request__created_at").asc(nulls_last=True), "aid"],
+}
+_IS_CONFLICT = Q(consensus__is_inconsistent=True)
+_IS_REQUESTED = Q(open_request__id__isnull=False)
+_SHOWN = {
+    ReviewQueueShow.ALL: _IS_CONFLICT | _IS_REQUESTED,
+    ReviewQueueShow.CONFLICTS: _IS_CONFLICT,
+    ReviewQueueShow.REQUESTS: _IS_REQUESTED,
+}
+
+
+def _review_queue_base(search: str, show: str) -> QuerySet[Video]:
+    # At most one open request per video (a partial unique index): the join adds no rows.
+    videos = Video.objects.annotate(
+        open_request=FilteredRelation("review_requests", condition=Q(review_requests__resolved_at__isnull=True))
+    ).filter(_SHOWN.get(show, _SHOWN[ReviewQueueShow.ALL]))
+    if search:
+        videos = videos.filter(_video_search(search))
+    return videos
+
+
+def review_queue(*, search: str = "", order: str = "votes", show: str = ReviewQueueShow.ALL) -> QuerySet[Video]:
+    """What reviewers resolve: the unresolved conflicts and the videos with an open
+    review request (their labelers may agree), in one query per page. Each video carries
+    its consensus and, when requested, ``request_reason``, ``request_source``,
+    ``request_by`` (a username, or None) and ``request_created_at``."""
+    return (
+        _review_queue_base(search, show)
+        .select_related("consensus")
+        .annotate(
+            request_reason=F("open_request__reason"),
+            request_source=F("open_request__source"),
+            request_by=F("open_request__requested_by__username"),
+            request_created_at=F("open_request__created_at"),
+        )
+        .order_by(*REVIEW_QUEUE_ORDERINGS.get(order, REVIEW_QUEUE_ORDERINGS["votes"]))
+    )
+
+
+def review_queue_counts(*, search: str = "") -> dict[str, int]:
+    """``conflicts`` and ``requests`` in the queue (a video may be both), in one query."""
+    return _review_queue_base(search, ReviewQueueShow.ALL).aggregate(
+        conflicts=Count("pk", filter=_IS_CONFLICT), requests=Count("pk", filter=_IS_REQUESTED)
+    )
 
 
 def video_by_aid(aid: int) -> Video | None:

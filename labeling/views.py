@@ -16,7 +16,7 @@ from core.validation import validation_error_message
 from labeling import agreement, selectors, services
 from labeling.forms import AnswerForm, CardForm
 from labeling.models import Video
-from labeling.selectors import QueueMode
+from labeling.selectors import QueueMode, ReviewQueueShow
 
 SKIPPED_SESSION_KEY = "labeling_skipped_video_ids"
 MAX_REMEMBERED_SKIPS = 500
@@ -100,14 +100,20 @@ def label_undo(request):
 @vary_on_headers("HX-Request")
 @reviewer_required
 def review_list(request):
+    """The review queue: unresolved conflicts and videos with an open review request
+    (with the request's reason), a fixed number of queries whatever their number."""
     search = request.GET.get("q", "").strip()
     order = request.GET.get("order", "votes")
-    page = Paginator(selectors.inconsistent_videos(search=search, order=order), REVIEW_PAGE_SIZE).get_page(
+    show = request.GET.get("show", ReviewQueueShow.ALL)
+    if show not in ReviewQueueShow.values:
+        show = ReviewQueueShow.ALL
+    page = Paginator(selectors.review_queue(search=search, order=order, show=show), REVIEW_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
     labels = selectors.effective_labels_by_video(video.pk for video in page.object_list)
     rows = [{"video": video, "labels": labels.get(video.pk, [])} for video in page.object_list]
-    context = {"page": page, "rows": rows, "q": search, "order": order}
+    context = {"page": page, "rows": rows, "q": search, "order": order, "show": show,
+               "shows": ReviewQueueShow.choices, "counts": selectors.review_queue_counts(search=search)}
     return render(request, page_or_partial(request, "labeling/review_list.html", "results"), context)
 
 

@@ -124,6 +124,10 @@ class TrainingResult:
     duration_seconds: float
     # Fallbacks taken, in words, for the run's log.
     notes: list[str] = field(default_factory=list)
+    # Probabilities (float64) at the best epoch's weights, for "val" and "test": one per
+    # row of that split, in the order its rows have in the input arrays (so
+    # ``aids[splits == "test"]`` names them). Empty when cancelled; an empty split's is empty.
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def epochs_run(self) -> int:
@@ -456,11 +460,14 @@ def _fit(
     val_evaluation = _evaluate(model, val_split) if val_split.rows else None
     if tune_threshold and val_evaluation is not None:
         threshold = best_f1_threshold(val_split.labels, val_evaluation[1])
+    result.predictions = {name: np.empty(0, dtype=np.float64) for name in ("val", "test")}
     if val_evaluation is not None:
         result.val = split_metrics(val_split.labels, val_evaluation[1], val_evaluation[0], threshold)
+        result.predictions["val"] = val_evaluation[1]
     if data["test"].rows:
         test_loss, test_probabilities = _evaluate(model, data["test"])
         result.test = split_metrics(data["test"].labels, test_probabilities, test_loss, threshold)
+        result.predictions["test"] = test_probabilities
     else:
         notes.append("the test split is empty: no test metrics")
     result.best_epoch = best_epoch

@@ -13,6 +13,7 @@ import json
 import re
 import uuid
 
+import numpy as np
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -23,6 +24,7 @@ from rest_framework.authtoken.models import Token
 from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersionStatus
 from experiments import services as tracking
 from tests.experiments.factories import ExperimentFactory, running_run
+from training.predictions import PREDICTIONS_PATH, Predictions, predictions_write
 from tests.datasets.conftest import celery_eager, embedding_server, registry_file  # noqa: F401 (fixtures)
 from tests.datasets.panel_fixtures import (  # noqa: F401 (fixtures)
     build,
@@ -87,7 +89,35 @@ def _run_with_metrics_and_an_artifact(experiment) -> int:
     folder.mkdir(parents=True)
     (folder / ARTIFACT_PATH).write_bytes(b"weights")
     tracking.run_artifact_record(run.pk, ARTIFACT_PATH)
+    # A test-split mistake, so that GET runs/{run_id}/errors answers 200 with a row.
+    predictions_write(folder / PREDICTIONS_PATH, Predictions(
+        aid=np.array([1], dtype=np.int64), split=np.array(["test"]), label=np.array([1], dtype=np.int8),
+        probability=np.array([0.2], dtype=np.float32), predicted=np.array([False]), threshold=0.5,
+    ))
+    tracking.run_artifact_record(run.pk, PREDICTIONS_PATH)
     return run.pk
+
+
+def _sweep(experiment) -> int:
+    """A running sweep (its study in the test database; its trial's run never sent)."""
+    from training import services as training_services
+
+    return training_services.sweep_create(
+        experiment_id=experiment.pk, architecture_key="logreg", trial_count=2, parallelism=1, pruning=False,
+        search_space={"learning_rate": {"low": 1e-3, "high": 1e-1, "log": True}},
+    ).pk
+
+
+def _label_issue_scan(version) -> int:
+    """A succeeded label-issue scan of ``version`` with one issue (its first member)."""
+    from training.models import JobStatus, LabelIssue, LabelIssueScan
+
+    scan = LabelIssueScan.objects.create(dataset_version=version, architecture_key="logreg", folds=2,
+                                         status=JobStatus.SUCCEEDED, folds_done=2, issue_count=1)
+    item = version.items.order_by("video_id").first()
+    LabelIssue.objects.create(scan=scan, video_id=item.video_id, given_label=item.label, probability=0.5,
+                              label_quality=0.5, rank=1)
+    return scan.pk
 
 
 ARTIFACT_PATH = "model.pt"
@@ -113,6 +143,8 @@ def existing(make_user, corpus, ready_version, settings, tmp_path) -> dict:
         "task_id": str(failed_build.pk),
         "experiment_id": experiment.pk,
         "run_id": _run_with_metrics_and_an_artifact(experiment),
+        "sweep_id": _sweep(experiment),
+        "scan_id": _label_issue_scan(ready_version),
     }
 
 
@@ -132,7 +164,7 @@ def test_every_operation_conforms_to_the_schema(case, existing):
     for name in ("dataset_id", "task_id"):
         if _is_uuid((case.path_parameters or {}).get(name, "x")):
             case.path_parameters[name] = existing[name]
-    for name in ("aid", "experiment_id", "run_id"):
+    for name in ("aid", "experiment_id", "run_id", "sweep_id", "scan_id"):
         if isinstance((case.path_parameters or {}).get(name), int):
             case.path_parameters[name] = existing[name]
     if PLAIN_FILE_NAME.match(str((case.path_parameters or {}).get("artifact_path", ""))):

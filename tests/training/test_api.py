@@ -442,7 +442,7 @@ def test_a_trained_run_downloads_its_weights(admin_client, artifacts_dir, django
     assert body["status"] == "succeeded", body["error"]
     assert body["reproducibility"]["seed"] == 0
     artifacts = {artifact["path"]: artifact for artifact in body["artifacts"]}
-    assert set(artifacts) == {"model.pt", "run.log"}
+    assert set(artifacts) == {"model.pt", "predictions.npz", "run.log"}
     weights = admin_client.get(artifacts["model.pt"]["download_url"])
     assert hashlib.sha256(b"".join(weights.streaming_content)).hexdigest() == artifacts["model.pt"]["sha256"]
     series = admin_client.get(f"{RUNS}/{body['id']}/metrics", {"keys": "val_loss"}).json()["series"]

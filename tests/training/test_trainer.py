@@ -99,6 +99,39 @@ def test_the_state_dict_loads_into_a_fresh_model_and_predicts_the_same():
     assert all(tensor.device.type == "cpu" for tensor in result.state_dict.values())
 
 
+def test_the_predictions_are_the_best_weights_probabilities_in_each_splits_row_order():
+    ordered = separable()
+    # Interleave the splits, so that "the order of the split's rows" is not "the first rows".
+    permutation = np.random.default_rng(5).permutation(len(ordered.y))
+    arrays = TrainingArrays(X=ordered.X[permutation], y=ordered.y[permutation], splits=ordered.splits[permutation])
+    config = resolve_config("mlp", {**SMALL_MLP, "early_stopping_patience": 2})
+    result = train(arrays, config, device="cpu")
+
+    model = config.build_model(result.input_dimensions)
+    model.load_state_dict(result.state_dict)
+    model.eval()
+    assert set(result.predictions) == {"val", "test"}
+    for split, metrics in (("val", result.val), ("test", result.test)):
+        rows = arrays.splits == split
+        with torch.no_grad():
+            expected = torch.sigmoid(model(torch.from_numpy(arrays.X[rows]))).double().numpy()
+        probabilities = result.predictions[split]
+        assert probabilities.shape == (rows.sum(),)
+        np.testing.assert_allclose(probabilities, expected, rtol=1e-6)
+        predicted = probabilities >= result.threshold
+        labels = arrays.y[rows] == 1
+        (tn, fp), (fn, tp) = metrics.confusion_matrix
+        assert (fp, fn) == ((predicted & ~labels).sum(), (~predicted & labels).sum())
+
+
+def test_no_predictions_when_cancelled_and_empty_ones_for_an_empty_split():
+    cancelled = train(separable(), resolve_config("logreg", FAST), device="cpu", should_stop=lambda: True)
+    no_test = train(separable(rows=(160, 60, 0)), resolve_config("logreg", FAST), device="cpu")
+
+    assert cancelled.predictions == {}
+    assert no_test.predictions["test"].shape == (0,) and no_test.predictions["val"].shape == (60,)
+
+
 def test_two_runs_with_the_same_seed_are_identical():
     arrays = separable()
     config = resolve_config("mlp", {**SMALL_MLP, "seed": 11, "batch_norm": True})

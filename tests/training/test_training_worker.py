@@ -49,7 +49,9 @@ def test_a_real_worker_trains_a_queued_run_to_success(celery_worker_process):
     assert sorted((row["step"], row["times"], row["keys"]) for row in per_epoch) == [(s, 1, 3) for s in range(1, 6)]
     for artifact in Artifact.objects.filter(run=run):
         assert tracking.file_sha256(tracking.artifact_file(run.pk, artifact.path)) == (artifact.size, artifact.sha256)
-    assert {artifact.path for artifact in Artifact.objects.filter(run=run)} == {services.WEIGHTS_PATH, "run.log"}
+    assert {artifact.path for artifact in Artifact.objects.filter(run=run)} == {
+        services.WEIGHTS_PATH, "predictions.npz", "run.log"
+    }
     summaries = {summary.key: summary.latest_value for summary in finished.metric_summaries.all()}
     assert 0.5 < summaries["test_roc_auc"] <= 1.0 and 0.0 <= summaries["test_f1"] <= 1.0
     assert finished.reproducibility["worker"].rsplit(":", 1)[1] != str(os.getpid())

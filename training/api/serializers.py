@@ -19,6 +19,7 @@ from rest_framework import serializers
 from core.api.bounds import bigint_field
 from experiments.api.serializers import request_errors
 from experiments.models import MAX_NAME_LENGTH, Run, RunStatus
+from experiments.run_search import MAX_FILTER_LENGTH
 from experiments.selectors import MAX_SERIES_KEYS
 from training.architectures import ARCHITECTURES
 from training.hyperparameters import ParamType
@@ -26,6 +27,8 @@ from training.hyperparameters import ParamType
 MAX_ARCHITECTURE_KEY_LENGTH = 64
 #: ``?keys=`` holds at most MAX_SERIES_KEYS keys of at most 250 characters and commas.
 MAX_KEYS_PARAMETER_LENGTH = MAX_SERIES_KEYS * 251
+#: ``?sort=``: ``-metrics.`` + a key of at most 250 characters in backticks + ``.latest``.
+MAX_SORT_LENGTH = 300
 
 # --- architectures --------------------------------------------------------------------
 
@@ -69,6 +72,21 @@ class RunListQuery(serializers.Serializer):
     dataset_version = serializers.UUIDField(required=False)
     deleted = serializers.BooleanField(required=False, default=False,
                                        help_text="true: the soft-deleted runs instead (to restore one)")
+    # Kept as sent (no trimming): a bad filter's error names a position in this text.
+    filter = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=MAX_FILTER_LENGTH,
+        help_text='a run search filter, e.g. params.lr < 0.01 and metrics.val_f1.best > 0.8 and tags.arch = "mlp": '
+                  "comparisons (= != < <= > >= in like ilike) of params.<key>, metrics.<key>[.latest|final|best|"
+                  "min|max], tags.<key> and attributes (id name status architecture seed experiment "
+                  "dataset_version created started finished duration), joined with and / or / not and "
+                  "parentheses (see the README). A bad one is a 400 naming the position",
+    )
+    sort = serializers.CharField(
+        required=False, allow_blank=True, max_length=MAX_SORT_LENGTH,
+        help_text="what to sort by, - first for descending: an attribute (created, name, duration...), "
+                  "params.<key> (numbers by value, then text), tags.<key> or metrics.<key>[.aggregate] "
+                  "(e.g. -metrics.val_f1.best); runs without the value come last. Default: newest first",
+    )
 
 
 class MetricSeriesQuery(serializers.Serializer):

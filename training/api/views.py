@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 
 from core.api.query_params import parse_query
 from core.permissions import HasTeamRole
-from experiments import selectors
+from experiments import search_selectors, selectors
 from experiments import services as tracking
 from experiments.api.views import ExperimentsPermissions
 from training import services
@@ -50,20 +50,26 @@ class ArchitectureListApi(APIView):
 class RunListApi(ExperimentsPermissions, ListAPIView):
     serializer_class = shapes.RunOutput
 
-    @run_schema("run_list", "Runs, newest first, with their params and metric summaries (latest, min, max)",
+    @run_schema("run_list", "Runs, newest first (or by sort), with their params and metric summaries (latest, "
+                            "min, max); filter searches them",
                 parameters=[shapes.RunListQuery])
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
         query = parse_query(self.request, shapes.RunListQuery)
-        return selectors.run_list(
+        runs = selectors.run_list(
             experiment_id=query.get("experiment"),
             status=query.get("status"),
             architecture_key=query.get("architecture"),
             dataset_version_id=query.get("dataset_version"),
             deleted=query["deleted"],
         )
+        if not query.get("filter") and not query.get("sort"):
+            return runs
+        # A bad filter or sort raises a ValidationError naming its position: a 400.
+        order = search_selectors.search_order(query.get("sort"))
+        return search_selectors.run_search_refine(runs, query.get("filter"), order)
 
     @run_schema("run_create", "Queue a run of an architecture in an experiment (admins)",
                 description="The hyperparameters are validated against the architecture's schema "

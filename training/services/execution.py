@@ -28,8 +28,10 @@ from datasets.selectors import dataset_version_arrays
 from experiments import services as tracking
 from experiments.models import Param, Run, RunStatus
 from training.architectures import TrainingConfig, resolve_config
+from training.predictions import PREDICTIONS_PATH, predictions_from_result, predictions_write
 from training.services.environment import software_versions
 from training.services.run_jobs import RUN_JOB, run_fail, run_fail_attempts_exhausted
+from training.services.sweeps import sweep_trial_epoch_report, sweep_trial_run_ended
 from training.trainer import EpochMetrics, TrainingError, TrainingResult, train
 
 logger = logging.getLogger(__name__)
@@ -123,6 +125,7 @@ def run_train(
     if not isinstance(claim, jobs.JobClaim):
         run = Run.objects.get(pk=run_id)
         logger.info("training run %s not claimed (status %s): nothing to do", run_id, run.status)
+        sweep_trial_run_ended(run_id)  # sweeps: e.g. a queued trial cancelled by hand: advance its sweep
         return run
     watch = OwnershipWatch(run_id, claim.attempt, holds_lock=claim.holds_lock, clock=clock)
     log = RunLog(run_id)
@@ -147,6 +150,7 @@ def run_train(
     finally:
         if watch.holds_lock:
             jobs.job_lock_release(RUN_JOB, run_id)
+    sweep_trial_run_ended(run_id)  # sweeps: a trial's run has ended: advance its sweep (a no-op for other runs)
     return Run.objects.get(pk=run_id)
 
 
@@ -190,6 +194,9 @@ def _execute(
             run_id, [(key, metrics.epoch, value) for key, value in values.items()], expected_attempt=attempt
         )
         log.write(f"epoch {metrics.epoch}: " + ", ".join(f"{key} {value:.4g}" for key, value in values.items()))
+        # Sweeps: report the epoch to the trial's Optuna study; a pruned trial's run is cancelled here.
+        if sweep_trial_epoch_report(run_id, attempt, metrics.epoch, values):
+            log.write(f"pruned by its sweep after epoch {metrics.epoch} (median pruner): the run is cancelled")
         watch.check()  # a cancel during the epoch's evaluation stops before the next one
         if on_epoch is not None:
             on_epoch(metrics)
@@ -206,6 +213,12 @@ def _execute(
                 "input_dimensions": result.input_dimensions}, weights)
     artifact = tracking.run_artifact_record(run_id, WEIGHTS_PATH, expected_attempt=attempt)
     log.write(f"weights saved: {WEIGHTS_PATH} ({artifact.size} bytes, sha256 {artifact.sha256})")
+    # The val and test rows' probabilities, so that error analysis never trains again.
+    predictions = predictions_from_result(arrays.aids, arrays.y, arrays.splits, result)
+    predictions_write(log.path.parent / PREDICTIONS_PATH, predictions)
+    artifact = tracking.run_artifact_record(run_id, PREDICTIONS_PATH, expected_attempt=attempt)
+    log.write(f"predictions saved: {PREDICTIONS_PATH} ({len(predictions)} val and test rows, "
+              f"sha256 {artifact.sha256})")
     tracking.run_metrics_log(run_id, _final_points(result), expected_attempt=attempt)
     tracking.run_reproducibility_update(run_id, _result_record(result), expected_attempt=attempt)
     log.write(_summary_line(result))
