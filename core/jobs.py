@@ -273,6 +273,48 @@ def job_claim(
     return refused
 
 
+# --- while it runs ---------------------------------------------------------------------
+
+#: How often, at most, a running attempt asks the database whether the job is still its
+#: own (a cancel, a takeover); one fenced heartbeat UPDATE answers it. Between checks a
+#: batch boundary costs nothing.
+OWNERSHIP_CHECK_INTERVAL_SECONDS = 1.0
+
+
+class OwnershipWatch:
+    """``should_stop`` for long work (a trainer's batch loop): at most every
+    ``OWNERSHIP_CHECK_INTERVAL_SECONDS`` (by ``clock``) it calls ``heartbeat`` — the
+    job's fenced heartbeat write, returning False once the job is no longer this
+    attempt's (cancelled, failed, taken over) — and then stops the work. It also takes
+    the job's lock once it is free, when the claim had to go without it (the previous
+    holder's session lingered)."""
+
+    def __init__(
+        self, kind: JobKind, job_id: JobId, heartbeat: Callable[[], bool], *, holds_lock: bool,
+        clock: Callable[[], float],
+    ) -> None:
+        self.kind = kind
+        self.job_id = job_id
+        self.heartbeat = heartbeat
+        self.holds_lock = holds_lock
+        self.clock = clock
+        self.last_check = clock()
+        self.lost = False
+
+    def should_stop(self) -> bool:
+        if not self.lost and self.clock() - self.last_check >= OWNERSHIP_CHECK_INTERVAL_SECONDS:
+            self.check()
+        return self.lost
+
+    def check(self) -> None:
+        self.last_check = self.clock()
+        if not self.heartbeat():
+            self.lost = True
+            return
+        if not self.holds_lock:
+            self.holds_lock = job_lock_try(self.kind, self.job_id)
+
+
 # --- the sweeper -----------------------------------------------------------------------
 
 

@@ -19,6 +19,34 @@ DB_RETRY_DELAYS_SECONDS = (10, 60, 300)
 HARD_TIME_LIMIT_MARGIN_SECONDS = 60
 
 
+def _run_job(task, job_field: str, job_id: int, claim_attempt: int | None, run, fail):
+    """Run a job-row task: ``run(job_id, celery_task_id=, claim_attempt=, lock_wait_seconds=)``.
+
+    A redelivered message (its worker child was killed: acks late + reject on worker
+    lost) waits a moment for the dead attempt's lock, then takes the job over.
+    Transient database errors retry with backoff, handing the same attempt over
+    (``claim_attempt``); after the last retry the job is failed with the reason.
+    """
+    redelivered = bool((task.request.delivery_info or {}).get("redelivered"))
+    try:
+        return run(
+            job_id,
+            celery_task_id=task.request.id,
+            claim_attempt=claim_attempt,
+            lock_wait_seconds=REDELIVERY_LOCK_WAIT_SECONDS if redelivered else 0.0,
+        )
+    except services.TRANSIENT_DATABASE_ERRORS as error:
+        if task.request.retries >= task.max_retries:
+            fail(job_id, f"database unavailable after {task.request.retries} retries: {error}")
+            raise
+        retry_kwargs = {job_field: job_id, "claim_attempt": getattr(error, "claim_attempt", None)}
+        raise task.retry(exc=error, countdown=_retry_delay(task), kwargs=retry_kwargs) from error
+
+
+def _retry_delay(task) -> int:
+    return DB_RETRY_DELAYS_SECONDS[min(task.request.retries, len(DB_RETRY_DELAYS_SECONDS) - 1)]
+
+
 @shared_task(
     bind=True,
     acks_late=True,
@@ -27,26 +55,9 @@ HARD_TIME_LIMIT_MARGIN_SECONDS = 60
     time_limit=settings.CVSA_TRAINING_TIME_LIMIT_SECONDS + HARD_TIME_LIMIT_MARGIN_SECONDS,
 )
 def train_run(self, run_id: int, claim_attempt: int | None = None) -> dict:
-    """Train run ``run_id`` (idempotent: a finished or another worker's run is left as is).
-
-    A redelivered message (its worker child was killed: acks late + reject on worker
-    lost) waits a moment for the dead attempt's lock, then takes the run over.
-    """
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    try:
-        run = services.run_train(
-            run_id,
-            celery_task_id=self.request.id,
-            claim_attempt=claim_attempt,
-            lock_wait_seconds=REDELIVERY_LOCK_WAIT_SECONDS if redelivered else 0.0,
-        )
-    except services.TRANSIENT_DATABASE_ERRORS as error:
-        if self.request.retries >= self.max_retries:
-            services.run_fail(run_id, f"database unavailable after {self.request.retries} retries: {error}")
-            raise
-        delay = DB_RETRY_DELAYS_SECONDS[min(self.request.retries, len(DB_RETRY_DELAYS_SECONDS) - 1)]
-        retry_kwargs = {"run_id": run_id, "claim_attempt": getattr(error, "claim_attempt", None)}
-        raise self.retry(exc=error, countdown=delay, kwargs=retry_kwargs) from error
+    """Train run ``run_id`` (idempotent: a finished or another worker's run is left as
+    is; a dead worker's run is taken over, see ``_run_job``)."""
+    run = _run_job(self, "run_id", run_id, claim_attempt, services.run_train, services.run_fail)
     return {"run_id": run.pk, "status": run.status, "error": run.error or None}
 
 
@@ -60,23 +71,9 @@ def train_run(self, run_id: int, claim_attempt: int | None = None) -> dict:
 def label_issue_scan(self, scan_id: int, claim_attempt: int | None = None) -> dict:
     """Run label-issue scan ``scan_id`` (idempotent: a finished or another worker's scan
     is left as is); a redelivered message takes a dead worker's scan over, as for runs."""
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    try:
-        scan = services.label_issue_scan_run(
-            scan_id,
-            celery_task_id=self.request.id,
-            claim_attempt=claim_attempt,
-            lock_wait_seconds=REDELIVERY_LOCK_WAIT_SECONDS if redelivered else 0.0,
-        )
-    except services.TRANSIENT_DATABASE_ERRORS as error:
-        if self.request.retries >= self.max_retries:
-            services.label_issue_scan_fail(
-                scan_id, f"database unavailable after {self.request.retries} retries: {error}"
-            )
-            raise
-        delay = DB_RETRY_DELAYS_SECONDS[min(self.request.retries, len(DB_RETRY_DELAYS_SECONDS) - 1)]
-        retry_kwargs = {"scan_id": scan_id, "claim_attempt": getattr(error, "claim_attempt", None)}
-        raise self.retry(exc=error, countdown=delay, kwargs=retry_kwargs) from error
+    scan = _run_job(
+        self, "scan_id", scan_id, claim_attempt, services.label_issue_scan_run, services.label_issue_scan_fail
+    )
     return {"scan_id": scan.pk, "status": scan.status, "issue_count": scan.issue_count, "error": scan.error or None}
 
 
@@ -88,6 +85,5 @@ def sweep_advance(self, sweep_id: int) -> dict:
     try:
         sweep = services.sweep_advance(sweep_id)
     except services.TRANSIENT_DATABASE_ERRORS as error:
-        delay = DB_RETRY_DELAYS_SECONDS[min(self.request.retries, len(DB_RETRY_DELAYS_SECONDS) - 1)]
-        raise self.retry(exc=error, countdown=delay) from error
+        raise self.retry(exc=error, countdown=_retry_delay(self)) from error
     return {"sweep_id": sweep.pk, "status": sweep.status, "error": sweep.error or None}

@@ -2,7 +2,6 @@
 worker died; callers use the names re-exported here (``from training import services``)."""
 
 from training.services.execution import (
-    OWNERSHIP_CHECK_INTERVAL_SECONDS,
     TRANSIENT_DATABASE_ERRORS,
     WEIGHTS_PATH,
     run_train,
@@ -37,7 +36,6 @@ __all__ = [
     "label_issue_scan_fail",
     "label_issue_scan_run",
     "label_issue_scans_mark_stale",
-    "OWNERSHIP_CHECK_INTERVAL_SECONDS",
     "RUN_JOB",
     "REPRODUCES_TAG",
     "TRANSIENT_DATABASE_ERRORS",

@@ -38,10 +38,6 @@ logger = logging.getLogger(__name__)
 
 #: Transient database trouble: the Celery task retries (taking over the same attempt).
 TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
-#: How often, at most, the worker asks the database whether the run is still its own
-#: (a cancel, a takeover) and writes its heartbeat: one UPDATE answers both. Between
-#: checks a batch boundary costs nothing.
-OWNERSHIP_CHECK_INTERVAL_SECONDS = 1.0
 WEIGHTS_PATH = "model.pt"
 FINAL_SPLIT_PREFIXES = {"val": "final_val_", "test": "test_"}
 FINAL_SPLIT_METRICS = ("loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
@@ -66,37 +62,17 @@ class RunLog:
             log.write(f"{moment} {message}\n")
 
 
-class OwnershipWatch:
-    """``should_stop`` for the trainer: at most every ``OWNERSHIP_CHECK_INTERVAL_SECONDS``
-    (by ``clock``), one fenced heartbeat UPDATE tells whether the run is still this
-    attempt's. Also takes the run's lock once it is free, when the claim had to go
-    without it (the previous holder's session lingered)."""
+def _run_heartbeat(run_id: int, attempt: int) -> Callable[[], bool]:
+    """The run's fenced heartbeat: False once the run is no longer this attempt's."""
 
-    def __init__(self, run_id: int, attempt: int, *, holds_lock: bool, clock: Clock) -> None:
-        self.run_id = run_id
-        self.attempt = attempt
-        self.holds_lock = holds_lock
-        self.clock = clock
-        self.last_check = clock()
-        self.lost = False
-
-    def should_stop(self) -> bool:
-        if self.lost:
-            return True
-        if self.clock() - self.last_check < OWNERSHIP_CHECK_INTERVAL_SECONDS:
-            return False
-        self.check()
-        return self.lost
-
-    def check(self) -> None:
-        self.last_check = self.clock()
+    def heartbeat() -> bool:
         try:
-            tracking.run_heartbeat(self.run_id, expected_attempt=self.attempt)
+            tracking.run_heartbeat(run_id, expected_attempt=attempt)
         except (tracking.RunAttemptStale, ValidationError, Run.DoesNotExist):
-            self.lost = True
-            return
-        if not self.holds_lock:
-            self.holds_lock = jobs.job_lock_try(RUN_JOB, self.run_id)
+            return False
+        return True
+
+    return heartbeat
 
 
 def run_train(
@@ -127,7 +103,9 @@ def run_train(
         logger.info("training run %s not claimed (status %s): nothing to do", run_id, run.status)
         sweep_trial_run_ended(run_id)  # sweeps: e.g. a queued trial cancelled by hand: advance its sweep
         return run
-    watch = OwnershipWatch(run_id, claim.attempt, holds_lock=claim.holds_lock, clock=clock)
+    watch = jobs.OwnershipWatch(
+        RUN_JOB, run_id, _run_heartbeat(run_id, claim.attempt), holds_lock=claim.holds_lock, clock=clock
+    )
     log = RunLog(run_id)
     try:
         _execute(run_id, claim, watch, log, on_epoch=on_epoch, device=device)
@@ -157,7 +135,7 @@ def run_train(
 def _execute(
     run_id: int,
     claim: jobs.JobClaim,
-    watch: OwnershipWatch,
+    watch: jobs.OwnershipWatch,
     log: RunLog,
     *,
     on_epoch: Callable[[EpochMetrics], None] | None,

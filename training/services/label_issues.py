@@ -6,7 +6,7 @@ and sweep the scans whose worker died.
 The scan row is the truth, as a run's is: every write of an attempt is fenced by
 ``attempts`` (a cancel or a takeover bumps it, and the old attempt's next write finds
 no row and stops: ``LabelIssueScanStale``); progress (``folds_done``, ``message``) and
-the heartbeat are written at most every ``OWNERSHIP_CHECK_INTERVAL_SECONDS`` while a
+the heartbeat are written at most every ``core.jobs.OWNERSHIP_CHECK_INTERVAL_SECONDS`` while a
 fold trains and after each fold; the issues and the final status are written in one
 transaction, so a scan never shows half its issues.
 """
@@ -39,7 +39,7 @@ from training.architectures import get_architecture, resolve_config
 from training.label_issue_selectors import label_issues_by_video
 from training.label_issues import FoldDone, check_foldable, out_of_fold_probabilities, rank_label_issues
 from training.models import ACTIVE_JOB_STATUSES, MAX_FOLDS, MIN_FOLDS, JobStatus, LabelIssue, LabelIssueScan
-from training.services.execution import OWNERSHIP_CHECK_INTERVAL_SECONDS, TRANSIENT_DATABASE_ERRORS
+from training.services.execution import TRANSIENT_DATABASE_ERRORS
 from training.trainer import TrainingError
 
 logger = logging.getLogger(__name__)
@@ -219,35 +219,17 @@ def _progress(scan_id: int, attempt: int, **fields) -> None:
 # --- execution --------------------------------------------------------------------------
 
 
-class ScanWatch:
-    """``should_stop`` for the trainer: at most every ``OWNERSHIP_CHECK_INTERVAL_SECONDS``
-    one fenced heartbeat UPDATE tells whether the scan is still this attempt's (and
-    takes the scan's lock once free, when the claim had to go without it)."""
+def _scan_heartbeat(scan_id: int, attempt: int) -> Callable[[], bool]:
+    """The scan's fenced heartbeat: False once the scan is no longer this attempt's."""
 
-    def __init__(self, scan_id: int, attempt: int, *, holds_lock: bool, clock: Clock) -> None:
-        self.scan_id = scan_id
-        self.attempt = attempt
-        self.holds_lock = holds_lock
-        self.clock = clock
-        self.last_check = clock()
-        self.lost = False
-
-    def should_stop(self) -> bool:
-        if self.lost:
-            return True
-        if self.clock() - self.last_check >= OWNERSHIP_CHECK_INTERVAL_SECONDS:
-            self.check()
-        return self.lost
-
-    def check(self) -> None:
-        self.last_check = self.clock()
+    def heartbeat() -> bool:
         try:
-            _progress(self.scan_id, self.attempt)
+            _progress(scan_id, attempt)
         except LabelIssueScanStale:
-            self.lost = True
-            return
-        if not self.holds_lock:
-            self.holds_lock = jobs.job_lock_try(LABEL_ISSUE_SCAN_JOB, self.scan_id)
+            return False
+        return True
+
+    return heartbeat
 
 
 def _fail_exhausted(scan_id: int, refused: jobs.ClaimRefused) -> None:
@@ -283,7 +265,10 @@ def label_issue_scan_run(
         scan = LabelIssueScan.objects.get(pk=scan_id)
         logger.info("label-issue scan %s not claimed (status %s): nothing to do", scan_id, scan.status)
         return scan
-    watch = ScanWatch(scan_id, claim.attempt, holds_lock=claim.holds_lock, clock=clock)
+    watch = jobs.OwnershipWatch(
+        LABEL_ISSUE_SCAN_JOB, scan_id, _scan_heartbeat(scan_id, claim.attempt), holds_lock=claim.holds_lock,
+        clock=clock,
+    )
     try:
         _execute(scan_id, claim, watch, device=device, on_fold=on_fold)
     except TRANSIENT_DATABASE_ERRORS as error:
@@ -311,7 +296,7 @@ def label_issue_scan_run(
 def _execute(
     scan_id: int,
     claim: jobs.JobClaim,
-    watch: ScanWatch,
+    watch: jobs.OwnershipWatch,
     *,
     device: str | torch.device | None,
     on_fold: Callable[[FoldDone], None] | None,
