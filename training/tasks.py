@@ -19,6 +19,17 @@ DB_RETRY_DELAYS_SECONDS = (10, 60, 300)
 HARD_TIME_LIMIT_MARGIN_SECONDS = 60
 
 
+#: Training runs and label-issue scans: acks late (a killed worker's message is
+#: redelivered), retried on database errors, with the training time limits.
+JOB_TASK_OPTIONS = {
+    "bind": True,
+    "acks_late": True,
+    "max_retries": len(DB_RETRY_DELAYS_SECONDS),
+    "soft_time_limit": settings.CVSA_TRAINING_TIME_LIMIT_SECONDS,
+    "time_limit": settings.CVSA_TRAINING_TIME_LIMIT_SECONDS + HARD_TIME_LIMIT_MARGIN_SECONDS,
+}
+
+
 def _run_job(task, job_field: str, job_id: int, claim_attempt: int | None, run, fail):
     """Run a job-row task: ``run(job_id, celery_task_id=, claim_attempt=, lock_wait_seconds=)``.
 
@@ -47,13 +58,7 @@ def _retry_delay(task) -> int:
     return DB_RETRY_DELAYS_SECONDS[min(task.request.retries, len(DB_RETRY_DELAYS_SECONDS) - 1)]
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    max_retries=len(DB_RETRY_DELAYS_SECONDS),
-    soft_time_limit=settings.CVSA_TRAINING_TIME_LIMIT_SECONDS,
-    time_limit=settings.CVSA_TRAINING_TIME_LIMIT_SECONDS + HARD_TIME_LIMIT_MARGIN_SECONDS,
-)
+@shared_task(**JOB_TASK_OPTIONS)
 def train_run(self, run_id: int, claim_attempt: int | None = None) -> dict:
     """Train run ``run_id`` (idempotent: a finished or another worker's run is left as
     is; a dead worker's run is taken over, see ``_run_job``)."""
@@ -61,13 +66,7 @@ def train_run(self, run_id: int, claim_attempt: int | None = None) -> dict:
     return {"run_id": run.pk, "status": run.status, "error": run.error or None}
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    max_retries=len(DB_RETRY_DELAYS_SECONDS),
-    soft_time_limit=settings.CVSA_TRAINING_TIME_LIMIT_SECONDS,
-    time_limit=settings.CVSA_TRAINING_TIME_LIMIT_SECONDS + HARD_TIME_LIMIT_MARGIN_SECONDS,
-)
+@shared_task(**JOB_TASK_OPTIONS)
 def label_issue_scan(self, scan_id: int, claim_attempt: int | None = None) -> dict:
     """Run label-issue scan ``scan_id`` (idempotent: a finished or another worker's scan
     is left as is); a redelivered message takes a dead worker's scan over, as for runs."""
