@@ -12,6 +12,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from experiments.models import Param, Run
+from training.architectures import get_architecture
 from training.models import Sweep, SweepTrial
 from training.services import sweeps as sweep_services
 
@@ -107,3 +108,12 @@ def sweep_param_importances(sweep: Sweep, complete_trials: int) -> Importances:
         logger.info("sweep %s: no importances: %s", sweep.pk, error)
         return Importances([], f"not computable yet: {error}")
     return Importances([(name, float(value)) for name, value in importances.items()], "")
+
+
+def sweep_fixed_texts(sweep: Sweep) -> list[tuple[str, str]]:
+    """The sweep's fixed hyperparameters as a form or ``--set`` writes them
+    (``hidden_sizes=256,64``, ``batch_norm=false``), in the schema's order."""
+    schema = get_architecture(sweep.architecture_key).schema
+    fixed = sweep.fixed_hyperparameters
+    return [(parameter.name, parameter.as_text(parameter.coerce(fixed[parameter.name]))) for parameter in schema
+            if parameter.name in fixed]

@@ -95,6 +95,7 @@ def _sweep_context(request, sweep: Sweep) -> dict:
         "importances": [(name, value, round(value * 100, 1)) for name, value in importances.values],
         "importances_note": importances.note,
         "searched": list(sweep.search_space),
+        "fixed": sweep_selectors.sweep_fixed_texts(sweep),
         "polling": active,
         "can_cancel": active and can_run_experiments(request.user),
     }

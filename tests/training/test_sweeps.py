@@ -461,3 +461,13 @@ def test_the_api_launches_reads_and_cancels_a_sweep(make_user, experiment, advan
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     assert client.post(f"/api/v1/sweeps/{sweep_id}/cancel").status_code == 400
     assert client.get("/api/v1/sweeps/999999999").status_code == 404
+
+
+def test_the_sweep_page_shows_fixed_values_as_the_form_writes_them(admin_client, experiment, advances):
+    sweep = create(experiment, search_space={"learning_rate": {"low": 1e-4, "high": 1e-1, "log": True}},
+                   fixed_hyperparameters={**FAST, "hidden_sizes": "32,8", "batch_norm": True})
+
+    page = admin_client.get(f"/training/sweeps/{sweep.pk}/").content.decode()
+
+    assert "<code>hidden_sizes=32,8</code>" in page and "<code>batch_norm=true</code>" in page
+    assert "[32, 8]" not in page and "batch_norm=True" not in page
