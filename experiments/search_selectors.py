@@ -266,12 +266,16 @@ def run_search_csv(
     experiment, status, architecture, dataset version, created, duration in seconds,
     every param the runs have, and every metric's latest and best). The filter is
     checked and the keys read before the first row (``FilterSyntaxError``); the runs
-    are read ``CSV_CHUNK_SIZE`` at a time with a server-side cursor: three queries,
-    memory flat whatever the number of runs."""
-    matching = run_search(filter_text, experiment_id=experiment_id).order_by().values("pk")
-    param_keys = list(Param.objects.filter(run__in=matching).order_by("key").values_list("key", flat=True).distinct())
+    are read ``CSV_CHUNK_SIZE`` at a time with a server-side cursor: four queries,
+    memory flat (but for the list of matching ids) whatever the number of runs."""
+    # The matching ids first (one query): nested inside the key queries, the filter's
+    # subqueries could be re-run per param row under a plan built on stale statistics.
+    matching = list(run_search(filter_text, experiment_id=experiment_id).order_by().values_list("pk", flat=True))
+    param_keys = list(
+        Param.objects.filter(run_id__in=matching).order_by("key").values_list("key", flat=True).distinct()
+    )
     metric_keys = list(
-        RunMetricSummary.objects.filter(run__in=matching).order_by("key").values_list("key", flat=True).distinct()
+        RunMetricSummary.objects.filter(run_id__in=matching).order_by("key").values_list("key", flat=True).distinct()
     )
     rows = run_search_rows(filter_text, experiment_id=experiment_id, order_by=order_by, chunk_size=CSV_CHUNK_SIZE)
     return _csv_rows(rows, param_keys, metric_keys)
