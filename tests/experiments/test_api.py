@@ -18,19 +18,11 @@ from tests.experiments.factories import (
     ready_dataset_version,
     running_run,
 )
+from tests.support.api_errors import assert_refused
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/experiments"
-
-
-def assert_refused(response, status: int, *fragments: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert isinstance(body["detail"], str) and body["detail"]
-    for fragment in fragments:
-        assert fragment in body["detail"], body["detail"]
-    return body
 
 
 @pytest.fixture

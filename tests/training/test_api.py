@@ -24,6 +24,7 @@ from tests.experiments.factories import (
     ready_dataset_version,
     running_run,
 )
+from tests.support.api_errors import assert_refused
 from tests.training.factories import separable_dataset_version
 from training import services
 from training.architectures import architectures_as_json
@@ -31,15 +32,6 @@ from training.architectures import architectures_as_json
 pytestmark = pytest.mark.django_db
 
 RUNS = "/api/v1/runs"
-
-
-def assert_refused(response, status: int, *fragments: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert isinstance(body["detail"], str) and body["detail"]
-    for fragment in fragments:
-        assert fragment in body["detail"], body["detail"]
-    return body
 
 
 def rows() -> dict[str, int]:
