@@ -27,6 +27,8 @@ def sweep_stale_jobs() -> int:
         for name, sweep in (("dataset tasks", dataset_services.dataset_task_mark_stale),
                             ("training runs", training_services.training_runs_mark_stale),
                             ("label-issue scans", training_services.label_issue_scans_mark_stale),
+                            ("scoring jobs", training_services.scoring_jobs_mark_stale),
+                            ("evaluations", training_services.evaluations_mark_stale),
                             ("sweeps", training_services.sweeps_advance_active)):
             try:
                 handled += sweep(wait=False)

@@ -155,6 +155,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DatasetTaskStatusEnum": "datasets.models.DatasetTaskStatus",
         "RunStatusEnum": "experiments.models.RunStatus",
+        "ModelStageEnum": "training.models.ModelStage",
     },
 }
 

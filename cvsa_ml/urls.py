@@ -17,6 +17,9 @@ api_v1 = [
     path("", include("training.api.sweep_urls")),
     path("", include("training.api.analysis_urls")),
     path("", include("training.api.label_issue_urls")),
+    path("", include("training.api.registry_urls")),
+    path("", include("training.api.evaluation_urls")),
+    path("", include("training.api.predict_urls")),
 ]
 
 # The old ML panel client's default base URL: health and the panel contract again.

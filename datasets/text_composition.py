@@ -95,13 +95,15 @@ def clean_text(value: str | None) -> str:
     text = _TAG_PATTERN.sub("", text)
     # After removing tags, so an escaped "&lt;b&gt;" stays visible text.
     text = html.unescape(text)
-    text = unicodedata.normalize("NFC", text)
-    text = "".join(
-        " " if character.isspace() else character
-        for character in text
-        if character.isspace() or unicodedata.category(character) not in _INVISIBLE_CATEGORIES
-    )
-    return _WHITESPACE_PATTERN.sub(" ", text).strip()
+    text = _WHITESPACE_PATTERN.sub(" ", unicodedata.normalize("NFC", text))
+    # Printable text (the usual case) holds no control or format character: only text
+    # that is not pays for the per-character pass (whose removals may join spaces).
+    if not text.isprintable():
+        text = "".join(
+            character for character in text if unicodedata.category(character) not in _INVISIBLE_CATEGORIES
+        )
+        text = _WHITESPACE_PATTERN.sub(" ", text)
+    return text.strip()
 
 
 def normalize_tags(tags: str | Iterable[str] | None) -> list[str]:

@@ -20,6 +20,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from core.admin_display import ReadOnlyAdminMixin, pretty_json, titled_filter, truncated, yes_no
+from core.roles import can_write_machine_labels
+from labeling import admin_label_import
 from labeling.admin_import import import_view
 from labeling.models import VOTING_SOURCES, EffectiveLabel, Label, LabelSource, Review, Video
 from labeling.selectors import video_reference_condition
@@ -373,6 +375,15 @@ class LabelAdmin(VideoReferenceSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(is_effective=_is_effective())
+
+    def get_urls(self):
+        upload = self.admin_site.admin_view(functools.partial(admin_label_import.import_view, self))
+        return [path("import/", upload, name="labeling_label_import"), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        # Labels are never added here one by one; the "Import labels" button replaces "Add".
+        extra_context = {**(extra_context or {}), "can_import_labels": can_write_machine_labels(request.user)}
+        return super().changelist_view(request, extra_context)
 
     @admin.display(description="video", ordering="video__aid")
     def video_link(self, label):

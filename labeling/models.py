@@ -91,6 +91,11 @@ class Label(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=Q(source__in=LabelSource.values), name="label_source_valid"),
+            # An imported row is the old system's (video, user, time): importing the same file
+            # again meets this index (ON CONFLICT DO NOTHING) instead of adding a second label.
+            models.UniqueConstraint(
+                fields=["video", "user", "created_at"], condition=Q(source="import"), name="label_import_once"
+            ),
         ]
         indexes = [
             # DISTINCT ON (video, user) ... ORDER BY created_at DESC: the effective-label scan.

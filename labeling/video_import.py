@@ -1,7 +1,8 @@
 """Bulk import of Bilibili video metadata (JSONL, CSV or a JSON array) into ``Video``.
 
 Used by ``manage.py import_videos``, the REST endpoint and the admin upload form; the
-rules live here only.
+rules live here only (reading files and parsing values is ``labeling.import_files``,
+shared with the label import).
 
 Formats
     ``jsonl`` (also ``.ndjson``): one JSON object per line; blank lines are skipped.
@@ -44,28 +45,41 @@ Round trips
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 import json
-import math
-import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
+from labeling import import_files
+from labeling.import_files import (
+    ImportFileError,
+    InvalidJsonLine,
+    RowError,
+    Source,
+    format_errors,
+    has_surrogates,
+    parse_datetime,
+    parse_integer,
+    parse_text,
+    show,
+    type_name,
+    unstorable,
+)
 from labeling.models import Video
 
+# ImportFileError, RowError and format_errors are re-exported: callers name them from here.
+__all__ = [
+    "FORMATS", "ImportFileError", "ImportResult", "RowError", "format_errors", "import_video_records",
+    "import_videos", "parse_video_record", "resolve_format",
+]
+
 FORMATS: Final = ("jsonl", "csv", "json")
-EXTENSION_FORMATS: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".json": "json"}
 DEFAULT_CHUNK_SIZE: Final = 1000
 # Errors kept (and shown) per import; further rejected rows are only counted.
 MAX_STORED_ERRORS: Final = 1000
@@ -75,8 +89,6 @@ POSITIVE_INT_MAX: Final = 2**31 - 1  # PositiveIntegerField
 UPLOADER_NAME_MAX: Final = Video._meta.get_field("uploader_name").max_length
 COVER_URL_MAX: Final = Video._meta.get_field("cover_url").max_length
 BVID_PATTERN: Final = re.compile(r"^BV[0-9A-Za-z]{10}$")
-_INTEGER_PATTERN: Final = re.compile(r"^[+-]?\d+$")
-_NUMBER_PATTERN: Final = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _CLOCK_PATTERN: Final = re.compile(r"^(?:(\d+):)?(\d{1,2}):(\d{1,2})$")
 _url_validator: Final = URLValidator(schemes=["http", "https"])
 
@@ -102,18 +114,6 @@ UPDATE_FIELDS: Final = (
 )
 
 
-class ImportFileError(ValueError):
-    """The input as a whole cannot be imported (unknown format, unreadable, no header)."""
-
-
-class RowError(ValueError):
-    """One record is invalid; the message names the field."""
-
-
-class _InvalidJson(RowError):
-    """A JSONL line that is not JSON at all."""
-
-
 @dataclass
 class ImportResult:
     rows: int = 0  # records read (blank lines are not records)
@@ -133,7 +133,6 @@ class ImportResult:
 
 
 ProgressCallback = Callable[[int], None]
-Source = bytes | bytearray | memoryview | IO[str] | IO[bytes] | Iterable[str] | Iterable[bytes]
 
 
 # --- public entry points --------------------------------------------------------------
@@ -141,24 +140,7 @@ Source = bytes | bytearray | memoryview | IO[str] | IO[bytes] | Iterable[str] | 
 
 def resolve_format(*, format: str | None = None, filename: str | None = None) -> str:
     """The explicit ``format`` if given, else the one named by the file extension."""
-    if format:
-        normalized = format.strip().lower().lstrip(".")
-        normalized = "jsonl" if normalized == "ndjson" else normalized
-        if normalized not in FORMATS:
-            raise ImportFileError(f"format: unsupported format {format!r} (use one of: {', '.join(FORMATS)})")
-        return normalized
-    if filename:
-        extension = os.path.splitext(filename)[1].lower()
-        if extension in EXTENSION_FORMATS:
-            return EXTENSION_FORMATS[extension]
-        shown = extension or "(no extension)"
-        raise ImportFileError(
-            f"format: cannot tell the format of {os.path.basename(filename)!r} from its extension {shown}; "
-            f"name it .jsonl, .csv or .json, or pass a format ({', '.join(FORMATS)})"
-        )
-    raise ImportFileError(
-        f"format: no format given and no file name to guess it from (use one of: {', '.join(FORMATS)})"
-    )
+    return import_files.resolve_format(formats=FORMATS, format=format, filename=filename)
 
 
 def import_videos(
@@ -179,14 +161,13 @@ def import_videos(
     row error in the result; rows are written chunk by chunk as they are read.
     """
     if filename is None:
-        filename = getattr(source, "name", None)
-        filename = filename if isinstance(filename, str) else None
+        filename = import_files.source_filename(source)
     resolved = resolve_format(format=format, filename=filename)
-    lines = _text_lines(source)
+    lines = import_files.text_lines(source)
     if resolved == "jsonl":
-        records = _jsonl_records(lines)
+        records = import_files.jsonl_records(lines)
     elif resolved == "csv":
-        records = _csv_records(lines)
+        records = import_files.csv_records(lines, required=("aid", "title"), known=_ALL_ALIASES)
     else:
         records = _json_document_records(lines)
     result, invalid_json_rows = _import_records(
@@ -215,18 +196,18 @@ def import_video_records(
 def parse_video_record(record: Any) -> dict[str, Any]:
     """Validate one record and return the ``Video`` field values; raises ``RowError``."""
     if not isinstance(record, Mapping):
-        raise RowError(f"record: must be a JSON object (got {_type_name(record)})")
-    problem = _unstorable(record)
+        raise RowError(f"record: must be a JSON object (got {type_name(record)})")
+    problem = unstorable(record)
     if problem:
         raise RowError(problem)
 
-    aid = _integer(_pick(record, "aid"), "aid", minimum=1, maximum=BIGINT_MAX, required=True)
-    title = _text(_pick(record, "title"), "title")
+    aid = parse_integer(_pick(record, "aid"), "aid", minimum=1, maximum=BIGINT_MAX, required=True)
+    title = parse_text(_pick(record, "title"), "title")
     if not title.strip():
         raise RowError("title: is required and must not be empty")
-    bvid = _text(_pick(record, "bvid"), "bvid").strip()
+    bvid = parse_text(_pick(record, "bvid"), "bvid").strip()
     if bvid and not BVID_PATTERN.match(bvid):
-        raise RowError(f'bvid: must look like "BV" followed by 10 letters or digits (got {_show(bvid)})')
+        raise RowError(f'bvid: must look like "BV" followed by 10 letters or digits (got {show(bvid)})')
 
     uploader_mid_value = _pick(record, "uploader_mid")
     uploader_name_value = _pick(record, "uploader_name")
@@ -234,7 +215,7 @@ def parse_video_record(record: Any) -> dict[str, Any]:
     if isinstance(uploader, Mapping):  # {"uploader": {"mid": 1, "name": "x"}}
         uploader_mid_value = uploader.get("mid") if uploader_mid_value is None else uploader_mid_value
         uploader_name_value = uploader.get("name") if uploader_name_value is None else uploader_name_value
-    uploader_name = _text(uploader_name_value, "uploader_name").strip()
+    uploader_name = parse_text(uploader_name_value, "uploader_name").strip()
     if len(uploader_name) > UPLOADER_NAME_MAX:
         raise RowError(f"uploader_name: must be at most {UPLOADER_NAME_MAX} characters (got {len(uploader_name)})")
 
@@ -242,97 +223,23 @@ def parse_video_record(record: Any) -> dict[str, Any]:
         "aid": aid,
         "bvid": bvid,
         "title": title.strip(),
-        "description": _text(_pick(record, "description"), "description").strip(),
+        "description": parse_text(_pick(record, "description"), "description").strip(),
         "tags": _tags(_pick(record, "tags")),
-        "uploader_mid": _integer(uploader_mid_value, "uploader_mid", minimum=0, maximum=BIGINT_MAX),
+        "uploader_mid": parse_integer(uploader_mid_value, "uploader_mid", minimum=0, maximum=BIGINT_MAX),
         "uploader_name": uploader_name,
-        "published_at": _datetime(_pick(record, "published_at"), "published_at"),
+        "published_at": parse_datetime(_pick(record, "published_at"), "published_at"),
         "duration": _duration(_pick(record, "duration")),
         "cover_url": _url(_pick(record, "cover_url"), "cover_url"),
         "raw": dict(record),
     }
 
 
-def format_errors(errors: Iterable[tuple[int, str]]) -> list[str]:
-    return [f"line {line}: {message}" for line, message in errors]
-
-
 # --- reading ---------------------------------------------------------------------------
-
-
-def _text_lines(source: Source) -> Iterator[str]:
-    """Lines with their endings. Bytes are decoded as UTF-8; undecodable bytes survive as
-    surrogates so the row they are in is rejected (not the whole file)."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        source = io.BytesIO(bytes(source))
-    elif isinstance(source, str):
-        raise TypeError("source: pass bytes or a stream, not a str (a path? open it first)")
-    first = True
-    for line in source:
-        if isinstance(line, (bytes, bytearray)):
-            if first:
-                line = line.removeprefix(codecs.BOM_UTF8)
-            line = bytes(line).decode("utf-8", "surrogateescape")
-        elif first:
-            line = line.removeprefix("\ufeff")
-        first = False
-        yield line
-
-
-def _jsonl_records(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as error:
-            message = str(error) if not _has_surrogates(line) else "not valid UTF-8 text"
-            yield number, _InvalidJson(f"invalid JSON: {message}")
-            continue
-        yield number, record
-
-
-def _csv_records(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
-    reader = csv.reader(lines)
-    try:
-        header = next(reader)
-        while not header:  # leading blank lines
-            header = next(reader)
-    except StopIteration:
-        return
-    except csv.Error as error:
-        raise ImportFileError(f"CSV header: {error}") from error
-    columns = [name.strip() for name in header]
-    lowered = [name.lower() for name in columns]
-    missing = [name for name in ("aid", "title") if name not in lowered]
-    if missing:
-        found = ", ".join(columns) or "(none)"
-        found = found if len(found) <= 200 else found[:199] + "…"
-        raise ImportFileError(f"CSV header: required column(s) {', '.join(missing)} missing (found: {found})")
-    columns = [name.lower() if name.lower() in _ALL_ALIASES else name for name in columns]
-    previous_end = reader.line_num
-    while True:
-        start = previous_end + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            previous_end = reader.line_num
-            yield start, RowError(f"invalid CSV: {error}")
-            continue
-        previous_end = reader.line_num
-        if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if len(row) > len(columns):
-            yield start, RowError(f"record: has {len(row)} fields but the header has {len(columns)} columns")
-            continue
-        yield start, {name: value for name, value in zip(columns, row)}
 
 
 def _json_document_records(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
     text = "".join(lines)
-    if _has_surrogates(text):
+    if has_surrogates(text):
         raise ImportFileError("the file is not valid UTF-8 text")
     if not text.strip():
         return iter(())
@@ -373,7 +280,7 @@ def _import_records(
     for line, record in records:
         result.rows += 1
         if isinstance(record, RowError):
-            invalid_json_lines += isinstance(record, _InvalidJson)
+            invalid_json_lines += isinstance(record, InvalidJsonLine)
             reject(line, str(record))
             continue
         try:
@@ -467,64 +374,6 @@ def _pick(record: Mapping[str, Any], model_field: str) -> Any:
     return None
 
 
-def _show(value: Any, limit: int = 40) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return json.dumps(text, ensure_ascii=False)
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
-
-
-def _integer(value: Any, name: str, *, minimum: int, maximum: int, required: bool = False) -> int | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise RowError(f"{name}: is required")
-        return None
-    adjective = "positive" if minimum == 1 else "non-negative"
-    problem = RowError(f"{name}: must be a {adjective} integer (got {_show(value)})")
-    if isinstance(value, bool):
-        raise problem
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise problem
-        value = int(value)
-    elif isinstance(value, str):
-        if not _INTEGER_PATTERN.match(value.strip()):
-            raise problem
-        value = int(value.strip())
-    elif not isinstance(value, int):
-        raise problem
-    if value < minimum:
-        raise problem
-    if value > maximum:
-        raise RowError(f"{name}: must be at most {maximum} (got {value})")
-    return value
-
-
-def _text(value: Any, name: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise RowError(f"{name}: must be text (got {_type_name(value)})")
-
-
 def _tags(value: Any) -> str:
     if value is None:
         return ""
@@ -543,36 +392,11 @@ def _tags(value: Any) -> str:
             if isinstance(item, Mapping):
                 item = item.get("tag_name", item.get("name"))
             if not isinstance(item, str):
-                raise RowError(f"tags: item {position} must be text (got {_type_name(item)})")
+                raise RowError(f"tags: item {position} must be text (got {type_name(item)})")
             if item.strip():
                 tags.append(item.strip())
         return ",".join(tags)
-    raise RowError(f"tags: must be comma separated text or a list of strings (got {_type_name(value)})")
-
-
-def _datetime(value: Any, name: str) -> datetime | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, bool):
-        raise RowError(f"{name}: must be an ISO 8601 date-time or unix seconds (got {_show(value)})")
-    if isinstance(value, str) and _NUMBER_PATTERN.match(value.strip()):
-        value = float(value.strip())
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
-            raise RowError(f"{name}: unix seconds must be a non-negative number (got {_show(value)})")
-        try:
-            return datetime.fromtimestamp(value, tz=dt_timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            raise RowError(f"{name}: unix seconds out of range (got {_show(value)})") from None
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise RowError(f"{name}: must be an ISO 8601 date-time or unix seconds (got {_show(value)})") from None
-        if timezone.is_naive(parsed):
-            parsed = timezone.make_aware(parsed)
-        return parsed
-    raise RowError(f"{name}: must be an ISO 8601 date-time or unix seconds (got {_type_name(value)})")
+    raise RowError(f"tags: must be comma separated text or a list of strings (got {type_name(value)})")
 
 
 def _duration(value: Any) -> int | None:
@@ -582,16 +406,16 @@ def _duration(value: Any) -> int | None:
             has_hours = clock.group(1) is not None
             hours, minutes, seconds = (int(part) if part else 0 for part in clock.groups())
             if seconds >= 60 or (has_hours and minutes >= 60):
-                raise RowError(f"duration: not a valid M:SS or H:MM:SS time (got {_show(value)})")
+                raise RowError(f"duration: not a valid M:SS or H:MM:SS time (got {show(value)})")
             return hours * 3600 + minutes * 60 + seconds
     try:
-        return _integer(value, "duration", minimum=0, maximum=POSITIVE_INT_MAX)
+        return parse_integer(value, "duration", minimum=0, maximum=POSITIVE_INT_MAX)
     except RowError:
-        raise RowError(f"duration: must be a whole number of seconds ≥ 0 or M:SS (got {_show(value)})") from None
+        raise RowError(f"duration: must be a whole number of seconds ≥ 0 or M:SS (got {show(value)})") from None
 
 
 def _url(value: Any, name: str) -> str:
-    url = _text(value, name).strip()
+    url = parse_text(value, name).strip()
     if not url:
         return ""
     if url.startswith("//"):
@@ -601,40 +425,5 @@ def _url(value: Any, name: str) -> str:
     try:
         _url_validator(url)
     except ValidationError:
-        raise RowError(f"{name}: must be an http(s) URL (got {_show(url)})") from None
+        raise RowError(f"{name}: must be an http(s) URL (got {show(url)})") from None
     return url
-
-
-def _has_surrogates(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _unstorable(value: Any, path: str = "") -> str | None:
-    """What PostgreSQL would refuse (NUL characters, lone surrogates, NaN/Infinity), by field."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return f"{path or 'record'}: contains a NUL character"
-        if _has_surrogates(value):
-            return f"{path or 'record'}: not valid UTF-8 text"
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            return f"{path or 'record'}: must be a finite number (got {value})"
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            key_text = str(key)
-            key_problem = _unstorable(key_text, f"{path}.{key_text}" if path else key_text)
-            if key_problem:
-                return key_problem
-            problem = _unstorable(item, f"{path}.{key_text}" if path else key_text)
-            if problem:
-                return problem
-    elif isinstance(value, (list, tuple)):
-        for position, item in enumerate(value):
-            problem = _unstorable(item, f"{path}[{position}]")
-            if problem:
-                return problem
-    return None

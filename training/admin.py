@@ -67,3 +67,7 @@ class SweepAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def has_cancel_permission(self, request):
         return request.user.has_perm("training.change_sweep")
+
+
+# The model registry's admin lives in its own module; importing it registers it.
+import training.registry_admin  # noqa: E402,F401

@@ -86,3 +86,22 @@ def sweep_advance(self, sweep_id: int) -> dict:
     except services.TRANSIENT_DATABASE_ERRORS as error:
         raise self.retry(exc=error, countdown=_retry_delay(self)) from error
     return {"sweep_id": sweep.pk, "status": sweep.status, "error": sweep.error or None}
+
+
+@shared_task(**JOB_TASK_OPTIONS)
+def evaluation_run(self, evaluation_id: int, claim_attempt: int | None = None) -> dict:
+    """Run evaluation ``evaluation_id`` (idempotent: a finished or another worker's
+    evaluation is left as is); a redelivered message takes a dead worker's one over."""
+    evaluation = _run_job(
+        self, "evaluation_id", evaluation_id, claim_attempt, services.evaluation_run, services.evaluation_fail
+    )
+    return {"evaluation_id": evaluation.pk, "status": evaluation.status, "error": evaluation.error or None}
+
+
+@shared_task(**JOB_TASK_OPTIONS)
+def scoring_job_run(self, job_id: int, claim_attempt: int | None = None) -> dict:
+    """Run scoring job ``job_id`` (idempotent: a finished or another worker's job is
+    left as is); a redelivered message takes a dead worker's job over, as for runs."""
+    job = _run_job(self, "job_id", job_id, claim_attempt, services.scoring_job_run, services.scoring_job_fail)
+    return {"job_id": job.pk, "status": job.status, "done": job.done, "total": job.total,
+            "error": job.error or None}

@@ -13,4 +13,9 @@ urlpatterns = [
     path("", include("training.sweep_urls")),
     path("", include("training.analysis_urls")),
     path("", include("training.label_issue_urls")),
+    # Model registry, evaluations, batch scoring, model-assisted labeling.
+    path("", include("training.registry_urls")),
+    path("", include("training.evaluation_urls")),
+    path("", include("training.scoring_urls")),
+    path("", include("training.assisted_urls")),
 ]

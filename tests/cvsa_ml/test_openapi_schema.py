@@ -54,6 +54,8 @@ def test_openapi_schema_validates_without_warnings():
 
     schema = out.getvalue()
     for path in ("/api/v1/health", "/api/v1/labels", "/api/v1/consensus", "/api/v1/videos/import",
+                 "/api/v1/labels/import", "/api/v1/models", "/api/v1/predict", "/api/v1/scoring-jobs",
+                 "/api/v1/model-versions/{version_id}/transition",
                  "/api/v1/dataset/build", "/api/v1/tasks/{task_id}", "/api/v1/tasks/{task_id}/resume",
                  "/api/v1/experiments", "/api/v1/experiments/{experiment_id}",
                  "/api/v1/experiments/{experiment_id}/restore", "/api/v1/architectures", "/api/v1/runs",
@@ -105,10 +107,10 @@ def test_aids_are_required_where_required(schema):
     assert "aids" in body["required"]
 
 
-def test_only_the_import_takes_a_form_body(schema):
+def test_only_the_imports_take_a_form_body(schema):
     for path, method, operation in operations(schema):
         media_types = set(operation.get("requestBody", {}).get("content", {}))
-        if path == "/api/v1/videos/import":
+        if path in ("/api/v1/videos/import", "/api/v1/labels/import"):
             assert media_types == {"application/json", "multipart/form-data"}
         else:
             assert media_types <= {"application/json"}, (method, path, media_types)

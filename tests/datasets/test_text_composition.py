@@ -106,3 +106,37 @@ def test_equivalent_raw_inputs_share_a_checksum() -> None:
     second = compose_video_text(title="歌", description="a\nb", tags="x, y")
 
     assert text_checksum(first) == text_checksum(second)
+
+
+def _clean_text_one_character_at_a_time(value: str) -> str:
+    """The definition the fast ``clean_text`` must keep (template v1's checksums depend
+    on it): HTML handling as ``clean_text``, then every whitespace character → one
+    space, every other control or format character dropped, runs collapsed, trimmed."""
+    import html
+    import re
+    import unicodedata
+
+    from datasets import text_composition as composition
+
+    text = composition._COMMENT_PATTERN.sub(" ", value)
+    text = composition._SCRIPT_OR_STYLE_PATTERN.sub(" ", text)
+    text = composition._BLOCK_TAG_PATTERN.sub(" ", text)
+    text = composition._TAG_PATTERN.sub("", text)
+    text = unicodedata.normalize("NFC", html.unescape(text))
+    text = "".join(
+        " " if character.isspace() else character for character in text
+        if character.isspace() or unicodedata.category(character) not in {"Cc", "Cf"}
+    )
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def test_the_fast_path_cleans_exactly_like_the_character_by_character_definition() -> None:
+    import random
+
+    pool = ["a", "洛", "天", " ", "\n", "\t", "\u3000", "\u00a0", "\u200b", "\ufeff", "\u200d", "\x00", "\x1f",
+            "\x7f", "\x85", "\u2028", "\ue000", "&amp;", "&#x200b;", "<br>", "<b>", "e\u0301", "😀", "\U000e0001"]
+    generator = random.Random(13)
+    samples = ["".join(generator.choice(pool) for _ in range(generator.randint(0, 30))) for _ in range(3000)]
+
+    for sample in samples:
+        assert clean_text(sample) == _clean_text_one_character_at_a_time(sample), repr(sample)

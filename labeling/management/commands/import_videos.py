@@ -3,17 +3,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from labeling.import_files import count_lines
 from labeling.video_import import FORMATS, ImportFileError, format_errors, import_videos, resolve_format
-
-
-def _count_lines(path: str) -> int:
-    count = 0
-    last = b"\n"
-    with open(path, "rb") as stream:
-        while block := stream.read(1 << 20):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")
 
 
 class Command(BaseCommand):
@@ -33,7 +24,7 @@ class Command(BaseCommand):
             raise CommandError("--chunk-size must be at least 1")
         try:
             resolved = resolve_format(format=format, filename=file)
-            total = _count_lines(file) - (resolved == "csv")
+            total = count_lines(file) - (resolved == "csv")
             stream = open(file, "rb")
         except ImportFileError as error:
             raise CommandError(str(error)) from error

@@ -1,0 +1,81 @@
+"""The admin's "Import labels" page (an upload form over ``labeling.label_import``).
+
+``LabelAdmin.get_urls`` mounts it at ``import/``; the Label change list shows an
+"Import labels" button to those who may use it
+(``templates/admin/labeling/label/change_list.html``). Access: staff (``admin_view``) in
+the admins role, the same rule as ``POST /api/v1/labels/import``.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+
+from core.roles import can_write_machine_labels
+from labeling.label_import import FORMATS, ImportFileError, import_labels
+
+TEMPLATE = "admin/labeling/label/import.html"
+# Rejected rows listed as messages; the page's table lists every kept error.
+MAX_ERROR_MESSAGES = 20
+
+
+class LabelImportForm(forms.Form):
+    file = forms.FileField(
+        help_text="JSONL (one JSON object per line) or CSV with a header row: aid, user, label, created_at."
+    )
+    format = forms.ChoiceField(
+        choices=[("", "From the file extension")] + [(name, name.upper()) for name in FORMATS], required=False
+    )
+    atomic = forms.BooleanField(
+        required=False, label="All or nothing", help_text="Write nothing when any row is rejected."
+    )
+    dry_run = forms.BooleanField(
+        required=False, label="Dry run", help_text="Check the file and count what would happen; write nothing."
+    )
+
+
+def import_view(model_admin, request):
+    """GET: the upload form. POST: import, then the same page with the summary and errors."""
+    if not can_write_machine_labels(request.user):
+        raise PermissionDenied
+    result = None
+    status = 200
+    if request.method == "POST":
+        form = LabelImportForm(request.POST, request.FILES)
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                result = import_labels(
+                    source=upload,
+                    format=form.cleaned_data["format"] or None,
+                    filename=upload.name,
+                    atomic=form.cleaned_data["atomic"],
+                    dry_run=form.cleaned_data["dry_run"],
+                )
+            except ImportFileError as error:
+                form.add_error("file" if not form.cleaned_data["format"] else None, str(error))
+                status = 400
+            else:
+                level = messages.SUCCESS if not result.rejected else messages.WARNING
+                messages.add_message(request, level, f"{upload.name}: {result.summary()}")
+                for line, message in result.errors[:MAX_ERROR_MESSAGES]:
+                    messages.warning(request, f"line {line}: {message}")
+                hidden = result.rejected - min(len(result.errors), MAX_ERROR_MESSAGES)
+                if hidden:
+                    messages.warning(request, f"... and {hidden} more rejected rows (listed below)")
+                form = LabelImportForm()
+        else:
+            status = 400
+    else:
+        form = LabelImportForm()
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Import labels",
+        "opts": model_admin.model._meta,
+        "form": form,
+        "result": result,
+        "has_view_permission": model_admin.has_view_permission(request),
+    }
+    return TemplateResponse(request, TEMPLATE, context, status=status)
