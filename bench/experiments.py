@@ -24,7 +24,6 @@ It is a benchmark, not a test: it prints numbers and exits 0.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -32,32 +31,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_database import setup_django  # noqa: E402
+
 BENCH_DATABASE = "cvsa_bench_experiments"
 METRIC_KEYS = ("train_loss", "val_loss", "val_f1", "val_accuracy", "val_roc_auc")
 RUNS_PAGE = 100
 SEARCH_FILTER = 'params.learning_rate < 0.01 and metrics.val_f1.best > 0.8 and tags.arch = "mlp"'
-
-
-def _setup_django() -> None:
-    from cvsa_ml import embedded_services
-
-    if not os.environ.get("DATABASE_URL"):
-        embedded_services.start_all()
-        import psycopg
-
-        with psycopg.connect(host=str(embedded_services.postgres_dir()), user="postgres", dbname="postgres",
-                             autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DATABASE]).fetchone():
-                conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
-        os.environ["DATABASE_URL"] = embedded_services.database_url().rsplit("/", 1)[0] + f"/{BENCH_DATABASE}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cvsa_ml.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 # --- seeding --------------------------------------------------------------------------
@@ -231,7 +210,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="keep the runs of an earlier run of the bench when it seeded as many")
     args = parser.parse_args()
-    _setup_django()
+    setup_django(BENCH_DATABASE)
 
     from experiments import compare_selectors, selectors
     from experiments.models import Experiment, MetricPoint, Run

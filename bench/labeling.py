@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import random
 import sys
 import time
@@ -17,28 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_database import setup_django  # noqa: E402
+
 BENCH_DATABASE = "cvsa_bench_labeling"
-
-
-def _setup_django() -> None:
-    from cvsa_ml import embedded_services
-
-    if not os.environ.get("DATABASE_URL"):
-        embedded_services.start_all()
-        import psycopg
-
-        with psycopg.connect(host=str(embedded_services.postgres_dir()), user="postgres", dbname="postgres",
-                             autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DATABASE]).fetchone():
-                conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
-        os.environ["DATABASE_URL"] = embedded_services.database_url().rsplit("/", 1)[0] + f"/{BENCH_DATABASE}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cvsa_ml.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 @contextmanager
@@ -88,7 +68,7 @@ def main() -> None:
     parser.add_argument("--labelers", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    _setup_django()
+    setup_django(BENCH_DATABASE)
 
     from django.contrib.auth import get_user_model
 

@@ -23,7 +23,6 @@ It is a benchmark, not a test: it prints numbers and exits 0.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import os
 import statistics
@@ -35,33 +34,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_database import embedding_rows_payload, setup_django  # noqa: E402
+
 BENCH_DATABASE = "cvsa_bench_predict"
 MODEL_KEY = "bench-predict"
-POSTGRES_EPOCH_UNIX_SECONDS = 946_684_800
 
 
 def _setup_django(artifacts: Path) -> None:
-    from cvsa_ml import embedded_services
-
-    if not os.environ.get("DATABASE_URL"):
-        embedded_services.start_all()
-        import psycopg
-
-        with psycopg.connect(host=str(embedded_services.postgres_dir()), user="postgres", dbname="postgres",
-                             autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DATABASE]).fetchone():
-                conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
-        os.environ["DATABASE_URL"] = embedded_services.database_url().rsplit("/", 1)[0] + f"/{BENCH_DATABASE}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cvsa_ml.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
+    setup_django(BENCH_DATABASE)
     from django.conf import settings
-    from django.core.management import call_command
     from django.test.utils import setup_test_environment
 
-    call_command("migrate", verbosity=0)
     settings.CVSA_ARTIFACTS_DIR = artifacts
     setup_test_environment()  # the test client's host, DEBUG off
 
@@ -73,35 +56,6 @@ def _video_text(n: int) -> tuple[str, str, str]:
     return (f"【初音ミク】bench song {n} 原创曲 PV",
             f"作词作曲：bench producer {n % 97}。这是第 {n} 个视频的简介，歌曲很好听，欢迎收藏。https://example.com/{n}",
             "VOCALOID,初音ミク,原创,bench")
-
-
-def _embedding_rows_payload(model_id: int, checksums: list[str], vectors) -> bytes:
-    """Binary COPY rows (id, model_id, checksum, dimensions, vector, created_at), ids 1..n."""
-    import numpy as np
-
-    from core import pgcopy
-
-    count, dimensions = vectors.shape
-    dtype = np.dtype([
-        ("fields", ">i2"),
-        ("id_length", ">i4"), ("id", ">i8"),
-        ("model_length", ">i4"), ("model_id", ">i8"),
-        ("checksum_length", ">i4"), ("checksum", "S64"),
-        ("dimensions_length", ">i4"), ("dimensions", ">i4"),
-        *[(f"vector_{name}" if name == "dimensions" else name, kind, *shape)
-          for name, kind, *shape in pgcopy.vector_fields(dimensions)],
-        ("created_length", ">i4"), ("created_at", ">i8"),
-    ])
-    rows = np.empty(count, dtype=dtype)
-    rows["fields"] = 6
-    rows["id_length"], rows["id"] = 8, np.arange(1, count + 1)
-    rows["model_length"], rows["model_id"] = 8, model_id
-    rows["checksum_length"], rows["checksum"] = 64, np.array([c.encode("ascii") for c in checksums], dtype="S64")
-    rows["dimensions_length"], rows["dimensions"] = 4, dimensions
-    rows["vector_length"], rows["vector_dimensions"], rows["unused"] = 4 + 4 * dimensions, dimensions, 0
-    rows["values"] = vectors
-    rows["created_length"], rows["created_at"] = 8, int((time.time() - POSTGRES_EPOCH_UNIX_SECONDS) * 1_000_000)
-    return pgcopy.rows_payload(rows)
 
 
 def _seed(videos: int, dimensions: int, seed: int):
@@ -151,7 +105,7 @@ def _seed(videos: int, dimensions: int, seed: int):
         vectors = generator.standard_normal((videos, dimensions), dtype=np.float32)
         pgcopy.copy_in(
             "COPY datasets_embedding (id, model_id, checksum, dimensions, vector, created_at) FROM STDIN (FORMAT BINARY)",
-            _embedding_rows_payload(model.pk, checksums, vectors),
+            embedding_rows_payload(model.pk, checksums, vectors),
         )
         with connection.cursor() as cursor:
             cursor.execute("SELECT setval('datasets_embedding_id_seq', %s)", [videos])

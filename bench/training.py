@@ -36,32 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_database import embedding_rows_payload, setup_django  # noqa: E402
+
 BENCH_DATABASE = "cvsa_bench_training"
 MODEL_KEY = "bench-random"
-# PostgreSQL's binary timestamptz counts microseconds from 2000-01-01 UTC.
-POSTGRES_EPOCH_UNIX_SECONDS = 946_684_800
-
-
-def _setup_django() -> None:
-    from cvsa_ml import embedded_services
-
-    if not os.environ.get("DATABASE_URL"):
-        embedded_services.start_all()
-        import psycopg
-
-        with psycopg.connect(host=str(embedded_services.postgres_dir()), user="postgres", dbname="postgres",
-                             autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DATABASE]).fetchone():
-                conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
-        os.environ["DATABASE_URL"] = embedded_services.database_url().rsplit("/", 1)[0] + f"/{BENCH_DATABASE}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cvsa_ml.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 # --- seeding --------------------------------------------------------------------------
@@ -82,35 +60,6 @@ def _clusters(rows: int, dimensions: int, seed: int, separation: float):
     split_codes[order[int(rows * 0.8):int(rows * 0.9)]] = 1
     split_codes[order[int(rows * 0.9):]] = 2
     return X, y, split_codes
-
-
-def _embedding_rows_payload(model_id: int, checksums: list[str], vectors) -> bytes:
-    """Binary COPY rows (id, model_id, checksum, dimensions, vector, created_at), ids 1..n."""
-    import numpy as np
-
-    from core import pgcopy
-
-    count, dimensions = vectors.shape
-    dtype = np.dtype([
-        ("fields", ">i2"),
-        ("id_length", ">i4"), ("id", ">i8"),
-        ("model_length", ">i4"), ("model_id", ">i8"),
-        ("checksum_length", ">i4"), ("checksum", "S64"),
-        ("dimensions_length", ">i4"), ("dimensions", ">i4"),
-        *[(f"vector_{name}" if name == "dimensions" else name, kind, *shape)
-          for name, kind, *shape in pgcopy.vector_fields(dimensions)],
-        ("created_length", ">i4"), ("created_at", ">i8"),
-    ])
-    rows = np.empty(count, dtype=dtype)
-    rows["fields"] = 6
-    rows["id_length"], rows["id"] = 8, np.arange(1, count + 1)
-    rows["model_length"], rows["model_id"] = 8, model_id
-    rows["checksum_length"], rows["checksum"] = 64, np.array([c.encode("ascii") for c in checksums], dtype="S64")
-    rows["dimensions_length"], rows["dimensions"] = 4, dimensions
-    rows["vector_length"], rows["vector_dimensions"], rows["unused"] = 4 + 4 * dimensions, dimensions, 0
-    rows["values"] = vectors
-    rows["created_length"], rows["created_at"] = 8, int((time.time() - POSTGRES_EPOCH_UNIX_SECONDS) * 1_000_000)
-    return pgcopy.rows_payload(rows)
 
 
 def _seed_version(rows: int, dimensions: int, seed: int, separation: float) -> str:
@@ -147,7 +96,7 @@ def _seed_version(rows: int, dimensions: int, seed: int, separation: float) -> s
         checksums = [hashlib.sha256(f"bench text {n}".encode()).hexdigest() for n in range(1, rows + 1)]
         pgcopy.copy_in(
             "COPY datasets_embedding (id, model_id, checksum, dimensions, vector, created_at) FROM STDIN (FORMAT BINARY)",
-            _embedding_rows_payload(model.pk, checksums, X),
+            embedding_rows_payload(model.pk, checksums, X),
         )
         with connection.cursor() as cursor:
             cursor.execute("SELECT setval('datasets_embedding_id_seq', %s)", [rows])
@@ -406,7 +355,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each side")
     args = parser.parse_args()
-    _setup_django()
+    setup_django(BENCH_DATABASE)
 
     import torch
 

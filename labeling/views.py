@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
@@ -13,7 +11,7 @@ from django.views.decorators.vary import vary_on_headers
 from core.partial_rendering import page_or_partial
 from core.permissions import labeler_required, reviewer_required
 from core.validation import validation_error_message
-from labeling import agreement, selectors, services
+from labeling import agreement, card_answers, selectors, services
 from labeling.forms import AnswerForm, CardForm
 from labeling.models import Video
 from labeling.selectors import QueueMode, ReviewQueueShow
@@ -47,11 +45,6 @@ def _next_card(request, mode: str):
     return _render_card(request, video=video, mode=mode)
 
 
-def _bad_request(form) -> HttpResponseBadRequest:
-    errors = "; ".join(f"{field}: {' '.join(field_errors)}" for field, field_errors in form.errors.items())
-    return HttpResponseBadRequest(errors)
-
-
 @require_GET
 @vary_on_headers("HX-Request")
 @labeler_required
@@ -62,17 +55,8 @@ def label_page(request):
 @require_POST
 @labeler_required
 def label_answer(request):
-    card, answer = CardForm(request.POST), AnswerForm(request.POST)
-    if not card.is_valid():
-        return _bad_request(card)
-    if not answer.is_valid():
-        return _bad_request(answer)
-    video = Video.objects.filter(pk=card.cleaned_data["video_id"]).first()
-    if video is None:
-        messages.error(request, f"Video {card.cleaned_data['video_id']} does not exist (deleted meanwhile?).")
-    else:
-        services.label_create(video=video, user=request.user, value=answer.cleaned_data["value"])
-    return _next_card(request, _mode(request))
+    refused = card_answers.answer_record(request, CardForm(request.POST))
+    return refused or _next_card(request, _mode(request))
 
 
 @require_POST
@@ -80,7 +64,7 @@ def label_answer(request):
 def label_skip(request):
     card = CardForm(request.POST)
     if not card.is_valid():
-        return _bad_request(card)
+        return card_answers.form_errors_response(card)
     request.session[SKIPPED_SESSION_KEY] = (_skipped(request) + [card.cleaned_data["video_id"]])[-MAX_REMEMBERED_SKIPS:]
     return _next_card(request, _mode(request))
 
@@ -88,12 +72,10 @@ def label_skip(request):
 @require_POST
 @labeler_required
 def label_undo(request):
-    label = services.label_undo_last(user=request.user)
-    if label is None:
-        messages.info(request, "Nothing to undo.")
+    video = card_answers.answer_undo(request)
+    if video is None:
         return _next_card(request, _mode(request))
-    messages.info(request, f"Undid your “{'yes' if label.value else 'no'}” on av{label.video.aid}.")
-    return _render_card(request, video=label.video, mode=_mode(request))
+    return _render_card(request, video=video, mode=_mode(request))
 
 
 @require_GET
@@ -123,7 +105,7 @@ def review_resolve(request, video_id: int):
     video = get_object_or_404(Video, pk=video_id)
     answer = AnswerForm(request.POST)
     if not answer.is_valid():
-        return _bad_request(answer)
+        return card_answers.form_errors_response(answer)
     try:
         review = services.review_create(
             video=video, reviewer=request.user, value=answer.cleaned_data["value"],

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponseBadRequest
@@ -26,8 +25,7 @@ from core.partial_rendering import page_or_partial, wants_partial
 from core.permissions import labeler_required, team_role_required
 from core.validation import validation_error_message
 from labeling import selectors as labeling_selectors
-from labeling import services as labeling_services
-from labeling.forms import AnswerForm
+from labeling import card_answers
 from labeling.models import Video
 from training import assisted_selectors as selectors
 from training import registry_selectors, services
@@ -132,11 +130,6 @@ def _card_of(request, queue: _Queue, video: Video):
     return _render(request, queue, card)
 
 
-def _bad_request(form) -> HttpResponseBadRequest:
-    errors = "; ".join(f"{field}: {' '.join(field_errors)}" for field, field_errors in form.errors.items())
-    return HttpResponseBadRequest(errors)
-
-
 @require_GET
 @vary_on_headers("HX-Request")
 @labeler_required
@@ -147,17 +140,8 @@ def assisted_label(request):
 @require_POST
 @labeler_required
 def assisted_answer(request):
-    card, answer = AssistedCardForm(request.POST), AnswerForm(request.POST)
-    if not card.is_valid():
-        return _bad_request(card)
-    if not answer.is_valid():
-        return _bad_request(answer)
-    video = Video.objects.filter(pk=card.cleaned_data["video_id"]).first()
-    if video is None:
-        messages.error(request, f"Video {card.cleaned_data['video_id']} does not exist (deleted meanwhile?).")
-    else:
-        labeling_services.label_create(video=video, user=request.user, value=answer.cleaned_data["value"])
-    return _next_card(request, _queue(request))
+    refused = card_answers.answer_record(request, AssistedCardForm(request.POST))
+    return refused or _next_card(request, _queue(request))
 
 
 @require_POST
@@ -165,7 +149,7 @@ def assisted_answer(request):
 def assisted_skip(request):
     card = AssistedCardForm(request.POST)
     if not card.is_valid():
-        return _bad_request(card)
+        return card_answers.form_errors_response(card)
     _remember(request, SKIPPED_SESSION_KEY, card.cleaned_data["video_id"], MAX_REMEMBERED_SKIPS)
     return _next_card(request, _queue(request))
 
@@ -174,12 +158,8 @@ def assisted_skip(request):
 @labeler_required
 def assisted_undo(request):
     queue = _queue(request)
-    label = labeling_services.label_undo_last(user=request.user)
-    if label is None:
-        messages.info(request, "Nothing to undo.")
-        return _next_card(request, queue)
-    messages.info(request, f"Undid your “{'yes' if label.value else 'no'}” on av{label.video.aid}.")
-    return _card_of(request, queue, label.video)
+    video = card_answers.answer_undo(request)
+    return _next_card(request, queue) if video is None else _card_of(request, queue, video)
 
 
 @require_POST

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from datasets.models import Split
 from experiments.models import Param, RunMetricSummary
 from training.gates import describe_rule
 from training.model_export_selectors import onnx_export_info
@@ -132,7 +133,9 @@ def model_card(version_id: int) -> dict[str, Any]:
             "embedding_dimensions": dataset_version.embedding_dimensions,
             "frozen_at": dataset_version.frozen_at, "total_records": dataset_version.total_records,
             "positives": dataset_version.positives, "negatives": dataset_version.negatives,
-            "split_counts": dataset_version.split_counts or {},
+            # Train, val, test (the JSON column keeps its own key order).
+            "split_counts": {split: (dataset_version.split_counts or {})[split] for split in Split.values
+                             if split in (dataset_version.split_counts or {})},
         },
         "metrics": {"run": _final_metrics(summaries), "evaluations": [_evaluation(e) for e in evaluations]},
         "gates": [_gate(transition) for transition in transitions if transition.gate],
