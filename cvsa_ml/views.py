@@ -1,7 +1,17 @@
 from django.shortcuts import render
 
+from core.roles import RoleFlags, user_role_names
 from cvsa_ml.health import system_health
+from labeling import selectors as labeling_selectors
 
 
 def home(request):
-    return render(request, "home.html", {"health": system_health()})
+    """A labeler's home is their work (labeled today and this week, what is left in their
+    queue); admins also see the health of the infrastructure they run."""
+    roles = RoleFlags(user_role_names(request.user))
+    context = {"roles": roles}
+    if roles.can_label:
+        context["progress"] = labeling_selectors.labeling_progress(user=request.user)
+    if roles.can_run_experiments or request.user.is_staff:
+        context["health"] = system_health()
+    return render(request, "cvsa_ml/home.html", context)

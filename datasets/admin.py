@@ -15,7 +15,16 @@ from django.utils.html import format_html, format_html_join
 
 from core.admin_display import ReadOnlyAdminMixin, readable_json, titled_filter, truncated
 from datasets import services
-from datasets.models import Dataset, DatasetTask, DatasetVersion, DatasetVersionItem, Embedding, EmbeddingModel
+from datasets.models import (
+    Dataset,
+    DatasetTask,
+    DatasetVersion,
+    DatasetVersionItem,
+    Embedding,
+    EmbeddingModel,
+    Exclusion,
+)
+from datasets.services.cleaning import exclusions_revert
 
 # requested_aids can hold a whole corpus: pages show this many, then a count.
 REQUESTED_AIDS_SHOWN = 50
@@ -297,3 +306,28 @@ class DatasetTaskAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="result")
     def result_readable(self, task):
         return readable_json(task.result)
+
+
+@admin.register(Exclusion)
+class ExclusionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only: exclusions are written by cleaning tasks and reverted on the cleaning
+    page, the API or with the action below (which stamps reverted_at, never deletes)."""
+
+    list_display = ["id", "video", "rule", "reason_short", "task", "created_at", "reverted_at"]
+    list_filter = ["rule", ("reverted_at", admin.EmptyFieldListFilter), "created_at"]
+    search_fields = ["=video__aid", "reason"]
+    list_select_related = ["video", "task"]
+    actions = ["revert_selected"]
+
+    @admin.display(description="reason")
+    def reason_short(self, exclusion):
+        return truncated(exclusion.reason, 80)
+
+    @admin.action(description="Revert the selected exclusions")
+    def revert_selected(self, request, queryset):
+        ids = list(queryset.filter(reverted_at__isnull=True).values_list("pk", flat=True)[:1000])
+        if not ids:
+            self.message_user(request, "No active exclusion selected.", messages.WARNING)
+            return
+        reverted = exclusions_revert(exclusion_ids=ids, user=request.user)
+        self.message_user(request, f"Reverted {reverted} exclusion(s).")

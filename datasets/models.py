@@ -171,6 +171,9 @@ class DatasetVersion(models.Model):
     seed = models.BigIntegerField()
     force_regenerate = models.BooleanField(default=False)
     include_inconsistent = models.BooleanField(default=False)
+    include_excluded = models.BooleanField(
+        default=False, help_text="Ignore the active cleaning exclusions (they are respected by default)"
+    )
     status = models.CharField(max_length=10, choices=DatasetVersionStatus.choices, default=DatasetVersionStatus.BUILDING)
     error = models.TextField(blank=True)
 
@@ -192,6 +195,9 @@ class DatasetVersion(models.Model):
     inconsistent_included = models.PositiveIntegerField(default=0)
     unlabeled_excluded = models.PositiveIntegerField(default=0)
     empty_text_excluded = models.PositiveIntegerField(default=0)
+    cleaning_excluded = models.PositiveIntegerField(
+        default=0, help_text="Requested videos left out because a cleaning rule excluded them (active exclusions)"
+    )
     missing_excluded = models.PositiveIntegerField(default=0, help_text="Requested aids no longer in the corpus")
     content_hash = models.CharField(
         max_length=64,
@@ -289,6 +295,7 @@ class DatasetVersionItem(models.Model):
 class DatasetTaskType(models.TextChoices):
     BUILD = "build", "Build dataset version"
     CLEANUP = "cleanup", "Cleanup"
+    CLEANING = "cleaning", "Cleaning"
 
 
 class DatasetTaskStatus(models.TextChoices):
@@ -406,3 +413,52 @@ class DatasetTask(models.Model):
             "done": self.done,
             "total": self.total,
         }
+
+
+class Exclusion(models.Model):
+    """A video a cleaning rule (or a person) took out of future dataset builds.
+
+    Never a deletion: the video and its labels stay; builds skip videos with an ACTIVE
+    exclusion (``reverted_at`` NULL) unless the build asks ``include_excluded``. A
+    revert stamps ``reverted_at``/``reverted_by`` and keeps the row as history. At most
+    one active exclusion per (video, rule): rerunning a rule adds only the new matches.
+    """
+
+    video = models.ForeignKey("labeling.Video", on_delete=models.CASCADE, related_name="exclusions")
+    rule = models.CharField(max_length=40, help_text="Cleaning rule key (datasets.cleaning_rules.RULES), or manual")
+    reason = models.TextField(help_text="Why this video matched, for people")
+    task = models.ForeignKey(
+        DatasetTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="exclusions",
+        help_text="The cleaning task that wrote it (NULL: manual)",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    reverted_at = models.DateTimeField(null=True, blank=True)
+    reverted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # Its partial index (video_id, rule) WHERE reverted_at IS NULL is also the one
+            # builds use: "does this video have an active exclusion" (EXISTS by video_id).
+            models.UniqueConstraint(
+                fields=["video", "rule"], condition=Q(reverted_at__isnull=True), name="exclusion_one_active_per_rule"
+            ),
+            models.CheckConstraint(condition=~Q(rule=""), name="exclusion_rule_not_empty"),
+        ]
+        indexes = [
+            # The page: active exclusions per rule, newest first.
+            models.Index(
+                fields=["rule", "-created_at"], condition=Q(reverted_at__isnull=True), name="exclusion_active_rule_idx"
+            ),
+            models.Index(fields=["task"], name="exclusion_task_idx"),
+        ]
+
+    def __str__(self) -> str:
+        state = "reverted" if self.reverted_at else "active"
+        return f"video {self.video_id} excluded by {self.rule} ({state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.reverted_at is None

@@ -28,6 +28,7 @@ from datasets.models import (
     DatasetVersionItem,
     DatasetVersionStatus,
     Embedding,
+    Exclusion,
     SPLIT_CODES,
 )
 from datasets.vector_rows import MemberRowsReader
@@ -241,17 +242,26 @@ def _strategy_condition(strategy: str) -> str:
     return "c.value IS NOT NULL"
 
 
+def _not_excluded_condition() -> str:
+    """SQL on ``v``: the video has no active exclusion (a cleaning rule's)."""
+    return (f"NOT EXISTS (SELECT 1 FROM {Exclusion._meta.db_table} x "
+            "WHERE x.video_id = v.id AND x.reverted_at IS NULL)")
+
+
 def _sampling_where(
     strategy: str,
     label_value: bool | None,
     metadata_filter: dict[str, Any] | None,
     include_inconsistent: bool | None,
+    include_excluded: bool | None = None,
 ) -> tuple[str, list[Any], dict[str, Any]]:
     """``FROM ... WHERE ...`` of a sampling, its params, and the normalised metadata filter."""
     conditions, params, applied_metadata = _metadata_conditions(metadata_filter)
     conditions.insert(0, _strategy_condition(strategy))
     if include_inconsistent is not None:
         conditions.insert(1, build_eligibility_condition(include_inconsistent))
+    if include_excluded is False:
+        conditions.append(_not_excluded_condition())
     if label_value is not None:
         conditions.append("c.value = %s")
         params.append(label_value)
@@ -286,11 +296,13 @@ def sampling_count(
     metadata_filter: dict[str, Any] | None = None,
     seed: int | None = None,
     include_inconsistent: bool | None = None,
+    include_excluded: bool | None = None,
 ) -> SamplingCount:
     """``sampling_select``'s counts in ONE query (a count per consensus value): what the
     build form shows before anything is built. Same arguments and errors."""
     _validate_sampling(strategy, limit, label_value, seed)
-    where_sql, params, _ = _sampling_where(strategy, label_value, metadata_filter, include_inconsistent)
+    where_sql, params, _ = _sampling_where(strategy, label_value, metadata_filter, include_inconsistent,
+                                           include_excluded)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT c.value, count(*) {where_sql} GROUP BY c.value", params)
         class_counts = {value: count for value, count in cursor.fetchall()}
@@ -311,6 +323,7 @@ def sampling_select(
     metadata_filter: dict[str, Any] | None = None,
     seed: int | None = None,
     include_inconsistent: bool | None = None,
+    include_excluded: bool | None = None,
 ) -> SamplingResult:
     """Choose aids for a dataset build. One query (two for stratified/balanced).
 
@@ -325,9 +338,13 @@ def sampling_select(
     that option keeps (``build_eligibility_condition``), so ``limit`` N gives N and
     ``balanced`` gives equal classes whenever that many are eligible; None (the plain
     ``POST /dataset/sample``) applies only the strategy's own condition.
+    ``include_excluded=False`` (a build that honours exclusions) leaves out videos with an
+    active cleaning exclusion, so that the build keeps all ``limit`` it sampled.
     """
     _validate_sampling(strategy, limit, label_value, seed)
-    where_sql, params, applied_metadata = _sampling_where(strategy, label_value, metadata_filter, include_inconsistent)
+    where_sql, params, applied_metadata = _sampling_where(
+        strategy, label_value, metadata_filter, include_inconsistent, include_excluded
+    )
     limit = _effective_limit(strategy, limit)
     if strategy in RANDOM_STRATEGIES:
         if seed is None:
@@ -450,6 +467,7 @@ def dataset_version_stats(version: DatasetVersion) -> dict[str, Any]:
         "unlabeled_excluded": version.unlabeled_excluded,
         "empty_text_excluded": version.empty_text_excluded,
         "missing_excluded": version.missing_excluded,
+        "cleaning_excluded": version.cleaning_excluded,
         "positives": version.positives,
         "negatives": version.negatives,
         "splits": version.split_counts,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from datasets import views
+from datasets import cleaning_views, views
 
 app_name = "datasets"
 
@@ -10,6 +10,10 @@ urlpatterns = [
     path("build/count", views.build_count, name="build-count"),
     path("tasks/", views.task_list, name="tasks"),
     path("models/", views.embedding_model_list, name="models"),
+    path("cleaning/", cleaning_views.cleaning_index, name="cleaning"),
+    path("cleaning/preview", cleaning_views.cleaning_preview_view, name="cleaning-preview"),
+    path("cleaning/run", cleaning_views.cleaning_run_view, name="cleaning-run"),
+    path("cleaning/revert", cleaning_views.exclusions_revert_view, name="exclusions-revert"),
     path("versions/<uuid:version_id>/", views.version_detail, name="version-detail"),
     path("versions/<uuid:version_id>/progress", views.version_progress, name="version-progress"),
     path("versions/<uuid:version_id>/resume", views.version_resume, name="version-resume"),

@@ -1,15 +1,20 @@
 """What every labeling queue does with a card's key press — the labeling page's and the
 model-assisted ones (``training``): check the posted card, write the labeler's own
 label through ``labeling.services``, undo the last one, with the same messages and the
-same 400s. The views around it only choose the next card."""
+same 400s. The views around it only choose the next card.
+
+A vote on a video the labeler already answered is never written silently: the page may
+be a stale copy (Back after opening a video's history), so the answer comes back as the
+same card asking to confirm the change (``confirm_change=1``)."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
 
-from labeling import services
+from labeling import selectors, services
 from labeling.forms import AnswerForm
 from labeling.models import Video
 
@@ -19,10 +24,15 @@ def form_errors_response(form: forms.Form) -> HttpResponseBadRequest:
     return HttpResponseBadRequest(errors)
 
 
-def answer_record(request, card: forms.Form) -> HttpResponseBadRequest | None:
+CONFIRM_CHANGE_TEMPLATE = "labeling/partials/card_confirm_change.html"
+
+
+def answer_record(request, card: forms.Form) -> HttpResponse | None:
     """Write the answer posted with ``card`` (a form with ``video_id``) as the user's
-    human label; a 400 naming the field when the card or the answer is malformed. A
-    video deleted meanwhile is a message, not an error: the labeler goes on."""
+    human label and return None (the view shows the next card); otherwise the response
+    to send: a 400 naming the field when the card or the answer is malformed, or the
+    card again asking to confirm when the user already has a different label on the
+    video. A video deleted meanwhile is a message, not an error: the labeler goes on."""
     answer = AnswerForm(request.POST)
     for form in (card, answer):
         if not form.is_valid():
@@ -30,9 +40,27 @@ def answer_record(request, card: forms.Form) -> HttpResponseBadRequest | None:
     video = Video.objects.filter(pk=card.cleaned_data["video_id"]).first()
     if video is None:
         messages.error(request, f"Video {card.cleaned_data['video_id']} does not exist (deleted meanwhile?).")
-    else:
-        services.label_create(video=video, user=request.user, value=answer.cleaned_data["value"])
+        return None
+    value = answer.cleaned_data["value"]
+    if not answer.cleaned_data["confirm_change"]:
+        previous = selectors.my_effective_label(user=request.user, video=video)
+        if previous is not None and previous.value != value:
+            return _confirm_change(request, card, video=video, previous=previous, value=value)
+        if previous is not None:  # the same answer again (a stale card): nothing to write
+            messages.info(request, f"You had already labeled av{video.aid} {'yes' if value else 'no'}.")
+            return None
+    services.label_create(video=video, user=request.user, value=value)
     return None
+
+
+def _confirm_change(request, card: forms.Form, *, video: Video, previous, value: bool) -> HttpResponse:
+    # The card's own fields (mode, model, …) go back with the confirmation, so the next
+    # card comes from the same queue.
+    fields = [(name, field_value) for name, field_value in card.cleaned_data.items()
+              if name not in ("video_id", "mode") and field_value not in (None, "")]
+    context = {"video": video, "mode": card.cleaned_data.get("mode") or "", "card_fields": fields,
+               "change": {"previous": previous, "value": value, "url": request.path}}
+    return render(request, CONFIRM_CHANGE_TEMPLATE, context)
 
 
 def answer_undo(request) -> Video | None:

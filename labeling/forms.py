@@ -8,6 +8,8 @@ class AnswerForm(forms.Form):
 
     value = forms.TypedChoiceField(choices=[("1", "yes"), ("0", "no")], coerce=lambda raw: raw == "1")
     note = forms.CharField(required=False, max_length=2000)
+    # Set by the card's "change to yes/no?" button: the user means to replace their label.
+    confirm_change = forms.BooleanField(required=False)
 
 
 class CardForm(forms.Form):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.models import Count, Exists, F, FilteredRelation, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from core.roles import can_review
 from labeling.models import VOTING_SOURCES, EffectiveLabel, Label, Review, Video, VideoConsensus
 
 # An aid is a positive bigint; str.isdigit() would also accept "²".
@@ -33,6 +34,7 @@ class LabelingProgress:
     labeled_today: int
     labeled_total: int
     remaining: int
+    labeled_this_week: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,28 @@ def labeling_queue_next(*, user, mode: str = QueueMode.UNLABELED, exclude_video_
 
 
 def labeling_progress(*, user) -> LabelingProgress:
+    """Videos the user labeled today, this week (since Monday, local time) and ever, and
+    how many they have not labeled yet: two queries."""
     start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    start_of_week = start_of_day - timedelta(days=start_of_day.weekday())
     counts = _my_votes(user).aggregate(
         labeled_total=Count("video", distinct=True),
         labeled_today=Count("video", distinct=True, filter=Q(created_at__gte=start_of_day)),
+        labeled_this_week=Count("video", distinct=True, filter=Q(created_at__gte=start_of_week)),
     )
     remaining = Video.objects.filter(~Exists(_my_effective_label(user))).count()
-    return LabelingProgress(counts["labeled_today"], counts["labeled_total"], remaining)
+    return LabelingProgress(counts["labeled_today"], counts["labeled_total"], remaining, counts["labeled_this_week"])
+
+
+def my_effective_label(*, user, video: Video) -> Label | None:
+    """The user's own label that counts on ``video`` (None: they have not answered it)."""
+    return _my_votes(user).filter(video=video).order_by("-created_at", "-id").first()
+
+
+def can_see_votes(*, user, video: Video) -> bool:
+    """Blind labeling: others' votes and the consensus of a video are shown to reviewers
+    and admins, and to a labeler only once they voted on it themselves."""
+    return can_review(user) or _my_votes(user).filter(video=video).exists()
 
 
 def effective_labels_by_video(video_ids) -> dict[int, list[UserLabel]]:

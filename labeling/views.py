@@ -1,10 +1,14 @@
-"""Labeling and review pages. Full pages on a normal request, partials for htmx."""
+"""Labeling and review pages. Full pages on a normal request, partials for htmx.
+
+The queue's pages and the history page change with every label: ``never_cache`` keeps
+the browser from showing a stored copy on Back (a stale card would relabel a video)."""
 
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST, require_safe
 from django.views.decorators.vary import vary_on_headers
 
@@ -45,6 +49,7 @@ def _next_card(request, mode: str):
     return _render_card(request, video=video, mode=mode)
 
 
+@never_cache
 @require_GET
 @vary_on_headers("HX-Request")
 @labeler_required
@@ -52,6 +57,7 @@ def label_page(request):
     return _next_card(request, _mode(request))
 
 
+@never_cache
 @require_POST
 @labeler_required
 def label_answer(request):
@@ -59,6 +65,7 @@ def label_answer(request):
     return refused or _next_card(request, _mode(request))
 
 
+@never_cache
 @require_POST
 @labeler_required
 def label_skip(request):
@@ -69,6 +76,7 @@ def label_skip(request):
     return _next_card(request, _mode(request))
 
 
+@never_cache
 @require_POST
 @labeler_required
 def label_undo(request):
@@ -119,10 +127,16 @@ def review_resolve(request, video_id: int):
     return render(request, "labeling/review_list.html#resolved-row", {"row": {"video": video, "labels": labels}, "review": review})
 
 
+@never_cache
 @require_GET
 def video_detail(request, aid: int):
+    """A video's consensus and full history. Blind labeling: a labeler who has not voted
+    on it sees only the video and their own (undone) labels."""
     video = get_object_or_404(Video.objects.select_related("consensus"), aid=aid)
     labels, reviews = selectors.video_history(video)
+    if not selectors.can_see_votes(user=request.user, video=video):
+        own = [label for label in labels if label.user_id == request.user.pk]
+        return render(request, "labeling/video_detail.html", {"video": video, "labels": own, "blind": True})
     effective = selectors.effective_labels_by_video([video.pk]).get(video.pk, [])
     return render(request, "labeling/video_detail.html", {"video": video, "labels": labels, "reviews": reviews, "effective": effective})
 

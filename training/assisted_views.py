@@ -18,6 +18,7 @@ from django.core.paginator import Paginator
 from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
@@ -130,6 +131,7 @@ def _card_of(request, queue: _Queue, video: Video):
     return _render(request, queue, card)
 
 
+@never_cache  # changes with every label: Back must never show a stale card
 @require_GET
 @vary_on_headers("HX-Request")
 @labeler_required

@@ -44,6 +44,7 @@ class DatasetStatsOutput(serializers.Serializer):
     unlabeled_excluded = serializers.IntegerField()
     empty_text_excluded = serializers.IntegerField()
     missing_excluded = serializers.IntegerField()
+    cleaning_excluded = serializers.IntegerField(help_text="left out by active cleaning exclusions")
     positives = serializers.IntegerField()
     negatives = serializers.IntegerField()
     splits = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()))
@@ -314,6 +315,9 @@ class BuildOptionsInput(serializers.Serializer):
     )
     seed = bigint_field(required=False, default=DEFAULT_SEED)
     include_inconsistent = serializers.BooleanField(default=False)
+    include_excluded = serializers.BooleanField(
+        default=False, help_text="ignore the active cleaning exclusions (respected by default)"
+    )
 
     class Meta:
         ref_name = "PanelBuildOptions"

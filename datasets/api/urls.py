@@ -7,7 +7,7 @@ an id that is not a UUID answers the view's JSON 404 like an unknown one.
 
 from django.urls import path
 
-from datasets.api import views
+from datasets.api import cleaning_views, views
 
 
 def without_schema(view_class):
@@ -30,8 +30,16 @@ _ROUTES = [
     ("tasks/<str:task_id>/resume", views.TaskResumeApi, "panel-task-resume"),
 ]
 
+# Cleaning rules and exclusions: /api/v1/ only (not part of the ML panel contract).
+_CLEANING_ROUTES = [
+    ("cleaning/preview", cleaning_views.CleaningPreviewApi, "cleaning-preview"),
+    ("cleaning/run", cleaning_views.CleaningRunApi, "cleaning-run"),
+    ("exclusions", cleaning_views.ExclusionListApi, "exclusions"),
+    ("exclusions/revert", cleaning_views.ExclusionRevertApi, "exclusions-revert"),
+]
+
 # Published in the schema (mounted at /api/v1/).
-urlpatterns = [path(route, view.as_view(), name=name) for route, view, name in _ROUTES]
+urlpatterns = [path(route, view.as_view(), name=name) for route, view, name in _ROUTES + _CLEANING_ROUTES]
 
 # The /v1/ alias for the unchanged ML panel client: same views, not repeated in the schema.
 alias_urlpatterns = [path(route, without_schema(view).as_view(), name=name) for route, view, name in _ROUTES]

@@ -57,7 +57,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core import pgcopy
-from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, DatasetVersionItem, DatasetVersionStatus
+from datasets.models import (
+    DatasetTask,
+    DatasetTaskStatus,
+    DatasetVersion,
+    DatasetVersionItem,
+    DatasetVersionStatus,
+    Exclusion,
+)
 from datasets.selectors import VIDEO_CONSENSUS_FROM
 from datasets.services.build_state import BuildMember, BuildState
 from datasets.services.embedding_models import embedding_models_upsert, embedding_registry
@@ -128,7 +135,8 @@ def _build(task: DatasetTask, version: DatasetVersion, progress: BuildProgress) 
         raise BuildFailed(
             f"no usable videos among the {len(version.requested_aids)} requested "
             f"(unlabeled {counts['unlabeled_excluded']}, inconsistent {counts['inconsistent_excluded']}, "
-            f"empty text {counts['empty_text_excluded']}, no longer in the corpus {counts['missing_excluded']})"
+            f"empty text {counts['empty_text_excluded']}, excluded by cleaning rules {counts['cleaning_excluded']}, "
+            f"no longer in the corpus {counts['missing_excluded']})"
         )
 
     distinct = list(state.texts)
@@ -165,10 +173,13 @@ def _build(task: DatasetTask, version: DatasetVersion, progress: BuildProgress) 
 
 
 def _load_videos(aids: list[int]) -> list[tuple]:
-    """(video_id, aid, title, description, tags, consensus value, is_inconsistent): one query."""
+    """(video_id, aid, title, description, tags, consensus value, is_inconsistent, excluded):
+    one query. ``excluded``: the video has an active cleaning exclusion (the partial unique
+    index of ``Exclusion`` answers the EXISTS)."""
+    excluded = f"EXISTS (SELECT 1 FROM {Exclusion._meta.db_table} e WHERE e.video_id = v.id AND e.reverted_at IS NULL)"
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT v.id, v.aid, v.title, v.description, v.tags, c.value, c.is_inconsistent "
+            f"SELECT v.id, v.aid, v.title, v.description, v.tags, c.value, c.is_inconsistent, {excluded} "
             f"FROM {VIDEO_CONSENSUS_FROM} WHERE v.aid = ANY(%s)",
             [list(aids)],
         )
@@ -177,10 +188,14 @@ def _load_videos(aids: list[int]) -> list[tuple]:
 
 def _select_members(version: DatasetVersion, rows: list[tuple], state: BuildState) -> None:
     counts = dict.fromkeys(
-        ("unlabeled_excluded", "inconsistent_excluded", "inconsistent_included", "empty_text_excluded"), 0
+        ("unlabeled_excluded", "inconsistent_excluded", "inconsistent_included", "empty_text_excluded",
+         "cleaning_excluded"), 0
     )
     counts["missing_excluded"] = len(version.requested_aids) - len(rows)
-    for video_id, aid, title, description, tags, value, is_inconsistent in rows:
+    for video_id, aid, title, description, tags, value, is_inconsistent, excluded in rows:
+        if excluded and not version.include_excluded:
+            counts["cleaning_excluded"] += 1
+            continue
         if is_inconsistent:
             if not version.include_inconsistent or value is None:  # a tie has no label to include
                 counts["inconsistent_excluded"] += 1

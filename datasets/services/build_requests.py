@@ -113,6 +113,7 @@ class BuildRequest:
     force_regenerate: bool = False
     include_inconsistent: bool = False
     selection: Mapping[str, Any] | None = None
+    include_excluded: bool = False
 
     def __post_init__(self) -> None:
         errors: dict[str, str] = {}
@@ -145,6 +146,7 @@ class BuildRequest:
         object.__setattr__(self, "description", self.description or "")
         object.__setattr__(self, "force_regenerate", bool(self.force_regenerate))
         object.__setattr__(self, "include_inconsistent", bool(self.include_inconsistent))
+        object.__setattr__(self, "include_excluded", bool(self.include_excluded))
 
     @classmethod
     def from_panel(cls, data: Mapping[str, Any]) -> BuildRequest:
@@ -160,6 +162,7 @@ class BuildRequest:
             seed=data.get("seed", DEFAULT_SEED),
             force_regenerate=data.get("force_regenerate", False),
             include_inconsistent=data.get("include_inconsistent", False),
+            include_excluded=data.get("include_excluded", False),
         )
 
     @property
@@ -272,7 +275,8 @@ def build_request_video_count(request: BuildRequest) -> int:
     Raises the sampling's ``ValidationError``."""
     if not request.uses_sampling:
         return len(request.aid_list)
-    counted = sampling_count(**request.sampling.arguments(), include_inconsistent=request.include_inconsistent)
+    counted = sampling_count(**request.sampling.arguments(), include_inconsistent=request.include_inconsistent,
+                             include_excluded=request.include_excluded)
     return counted.sampled_count
 
 
@@ -295,7 +299,8 @@ def dataset_build_request(request: BuildRequest, *, user=None, enqueue: bool = T
     spec = embedding_model_for_build(request.embedding_model_key)
     sample = None
     if request.uses_sampling:
-        sample = sampling_select(**request.sampling.arguments(), include_inconsistent=request.include_inconsistent)
+        sample = sampling_select(**request.sampling.arguments(), include_inconsistent=request.include_inconsistent,
+                                 include_excluded=request.include_excluded)
         if not sample.aid_list:
             raise ValidationError({"sampling": NO_MATCH_MESSAGE})
         aids, selection = sample.aid_list, sample.selection()
@@ -339,6 +344,7 @@ def _version_and_task_create(
             seed=request.seed,
             force_regenerate=request.force_regenerate,
             include_inconsistent=request.include_inconsistent,
+            include_excluded=request.include_excluded,
         )
         task = DatasetTask.objects.create(
             type=DatasetTaskType.BUILD,
@@ -349,6 +355,7 @@ def _version_and_task_create(
                 "embedding_model": spec.key,
                 "force_regenerate": request.force_regenerate,
                 "include_inconsistent": request.include_inconsistent,
+                "include_excluded": request.include_excluded,
                 "split_ratios": list(ratios),
                 "seed": request.seed,
                 "dataset_name": dataset.name,

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import ProtectedError, Q
+from django.db.models import Exists, OuterRef, ProtectedError, Q
 from django.utils import timezone
 
-from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, DatasetVersionStatus
+from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, DatasetVersionStatus, Exclusion
 from datasets.selectors import as_uuid
 from datasets.services.job_lifecycle import stale_after
 
@@ -49,7 +49,10 @@ def dataset_tasks_cleanup(max_age_hours: float = 24) -> int:
     if not isinstance(max_age_hours, (int, float)) or isinstance(max_age_hours, bool) or max_age_hours < 0:
         raise ValidationError({"max_age_hours": f"must be a non-negative number (got {max_age_hours!r})"})
     cutoff = timezone.now() - timedelta(hours=max_age_hours)
+    # A cleaning task stays while exclusions it wrote are active: it is how they are reverted together.
+    holds_exclusions = Exists(Exclusion.objects.filter(task=OuterRef("pk"), reverted_at__isnull=True))
     deleted, _ = DatasetTask.objects.filter(
+        ~Q(holds_exclusions),
         status__in=[DatasetTaskStatus.COMPLETED, DatasetTaskStatus.FAILED, DatasetTaskStatus.CANCELLED],
         completed_at__lt=cutoff,
     ).delete()

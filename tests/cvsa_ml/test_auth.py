@@ -55,8 +55,10 @@ def test_api_accepts_a_token(client, user):
     assert response.status_code == 200
 
 
-def test_logged_in_home_shows_health(logged_in_client):
-    response = logged_in_client.get("/")
+def test_home_shows_an_admin_the_system_health(client, make_user):
+    client.force_login(make_user("adele", group="admins"))
+
+    response = client.get("/")
 
     assert response.status_code == 200
     assert "System health" in response.content.decode()

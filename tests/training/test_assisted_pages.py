@@ -45,7 +45,7 @@ def test_labeler_gets_the_most_uncertain_video_and_no_hint_by_default(logged_in_
     assert 'data-testid="serving-version"' in body and "m v1" in body
     assert 'data-testid="model-hint"' not in body and "0.500" not in body
     assert 'data-testid="hint-state">hidden' in body
-    assert 'hx-post="/training/assisted/answer"' in body and "keyup[key=='1'" in body
+    assert 'hx-post="/training/assisted/answer"' in body and 'data-action="yes"' in body and "js/labeling_keys.js" in body
     assert not AssistedLabelingPreference.objects.exists()
 
 

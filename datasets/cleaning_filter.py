@@ -1,0 +1,504 @@
+"""The custom cleaning rule: a filter expression over a video's fields, parsed by hand
+(a tokenizer and a recursive-descent parser, in the manner of ``experiments.run_search``)
+into a Django ``Q`` on ``labeling.Video``. Nothing of the text is evaluated or pasted into
+SQL: every value is a query parameter, every field comes from a fixed table.
+
+Grammar (keywords are case-insensitive)::
+
+    filter     := or_expr
+    or_expr    := and_expr ("or" and_expr)*
+    and_expr   := unary ("and" unary)*
+    unary      := "not" unary | "(" or_expr ")" | comparison
+    comparison := operand op value
+                | field ["not"] "in" "(" value ("," value)* ")"
+                | text_field ["not"] ("contains" | "icontains" | "like" | "ilike") string
+                | field "is" ["not"] "empty"
+    operand    := field | "length" "(" text_field ")"
+    op         := "=" | "!=" | "<" | "<=" | ">" | ">="
+    value      := number | string
+
+Fields: ``title``, ``description``, ``tags``, ``uploader_name`` (text), ``duration``
+(seconds, a number) and ``published_at`` (a quoted date ``"2024-01-31"`` — that whole
+day for ``=`` — or date and time). ``not`` binds tighter than ``and``, which binds
+tighter than ``or``. A comparison on ``duration`` / ``published_at`` holds only for
+videos that have the value; ``is empty`` is true for a missing one, and for text that
+is only white space. ``like`` / ``ilike`` take SQL patterns (``%`` any text, ``_`` one
+character, ``\\`` escapes them); ``contains`` / ``icontains`` a plain substring.
+Examples::
+
+    length(title) < 4 and duration < 30
+    tags icontains "广告" or description like "%加群%"
+    uploader_name in ("spam1", "spam2") and published_at < "2020-01-01"
+
+A bad expression raises ``FilterSyntaxError``, a ``ValidationError`` keyed ``expression``
+whose message names the position (1 = the first character) and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Union
+
+from django.core.exceptions import ValidationError
+from django.db.models import F, Q
+from django.db.models.functions import Length
+from django.db.models.lookups import (
+    Exact,
+    GreaterThan,
+    GreaterThanOrEqual,
+    IRegex,
+    IsNull,
+    LessThan,
+    LessThanOrEqual,
+    Regex,
+)
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+MAX_EXPRESSION_LENGTH = 2000
+MAX_COMPARISONS = 50
+MAX_IN_VALUES = 500
+MAX_DEPTH = 30
+#: Numbers a comparison may hold (duration is a 32-bit integer column; lengths fit too).
+MAX_NUMBER = 2_147_483_647
+
+TEXT_FIELDS = ("title", "description", "tags", "uploader_name")
+NUMBER_FIELDS = ("duration",)
+DATETIME_FIELDS = ("published_at",)
+FIELDS = TEXT_FIELDS + NUMBER_FIELDS + DATETIME_FIELDS
+TEXT_OPERATORS = ("contains", "icontains", "like", "ilike")
+OPERATORS_TEXT = "=, !=, <, <=, >, >=, in, contains, icontains, like, ilike, is empty"
+
+_LOOKUPS = {"=": Exact, "<": LessThan, "<=": LessThanOrEqual, ">": GreaterThan, ">=": GreaterThanOrEqual}
+
+
+class FilterSyntaxError(ValidationError):
+    """An expression that cannot be compiled: ``position`` (1-based) is where the problem starts."""
+
+    def __init__(self, position: int, problem: str, field: str = "expression"):
+        self.position = position
+        self.problem = problem
+        super().__init__({field: f"at position {position}: {problem}"})
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # word, number, string, op, "(", ")", ",", end
+    text: str
+    value: object
+    position: int
+
+    def shown(self) -> str:
+        return "the end of the expression" if self.kind == "end" else repr(self.text)
+
+
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPERATORS = ("!=", "<>", "<=", ">=", "==", "=", "<", ">")
+_OPERATOR_SPELLING = {"<>": "!=", "==": "="}
+
+
+def _quoted(text: str, start: int, quote: str) -> tuple[str, int]:
+    content = []
+    index = start + 1
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            content.append(text[index + 1])
+            index += 2
+            continue
+        if char == quote:
+            return "".join(content), index + 1
+        content.append(char)
+        index += 1
+    raise FilterSyntaxError(start + 1, f"unclosed string: expected a closing {quote}")
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char.isspace():
+            index += 1
+            continue
+        position = index + 1
+        if char in "(),":
+            tokens.append(Token(char, char, char, position))
+            index += 1
+            continue
+        if char in "\"'":
+            content, end = _quoted(text, index, char)
+            tokens.append(Token("string", text[index:end], content, position))
+            index = end
+            continue
+        operator = next((op for op in _OPERATORS if text.startswith(op, index)), None)
+        if operator is not None:
+            tokens.append(Token("op", operator, _OPERATOR_SPELLING.get(operator, operator), position))
+            index += len(operator)
+            continue
+        number = _NUMBER.match(text, index)
+        if number and (char not in "+-" or not tokens or tokens[-1].kind in ("op", "(", ",")):
+            tokens.append(Token("number", number.group(), number.group(), position))
+            index = number.end()
+            continue
+        word = _WORD.match(text, index)
+        if word:
+            tokens.append(Token("word", word.group(), word.group(), position))
+            index = word.end()
+            continue
+        raise FilterSyntaxError(position, f"unexpected character {char!r}")
+    tokens.append(Token("end", "", None, len(text) + 1))
+    return tokens
+
+
+@dataclass(frozen=True)
+class Operand:
+    field: str
+    length: bool  # length(field)
+    position: int
+
+    @property
+    def is_text(self) -> bool:
+        return self.field in TEXT_FIELDS and not self.length
+
+
+@dataclass(frozen=True)
+class Value:
+    kind: str  # number, string
+    value: object  # Decimal or str
+    text: str
+    position: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    operand: Operand
+    op: str  # = != < <= > >= in contains icontains like ilike empty
+    values: tuple[Value, ...]
+    negated: bool
+    position: int
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str
+    operands: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Node
+
+
+Node = Union[Comparison, BoolOp, Not]
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.tokens = tokenize(text)
+        self.index = 0
+        self.comparisons = 0
+
+    @property
+    def current(self) -> Token:
+        return self.tokens[self.index]
+
+    def advance(self) -> Token:
+        token = self.tokens[self.index]
+        if token.kind != "end":
+            self.index += 1
+        return token
+
+    def is_word(self, *words: str) -> bool:
+        return self.current.kind == "word" and str(self.current.value).lower() in words
+
+    def expect(self, kind: str, what: str) -> Token:
+        if self.current.kind != kind:
+            raise FilterSyntaxError(self.current.position, f"expected {what}, got {self.current.shown()}")
+        return self.advance()
+
+    def parse(self) -> Node:
+        node = self.or_expr(0)
+        if self.current.kind != "end":
+            raise FilterSyntaxError(self.current.position,
+                                    f"expected and, or or the end of the expression, got {self.current.shown()}")
+        return node
+
+    def or_expr(self, depth: int) -> Node:
+        operands = [self.and_expr(depth)]
+        while self.is_word("or"):
+            self.advance()
+            operands.append(self.and_expr(depth))
+        return operands[0] if len(operands) == 1 else BoolOp("or", tuple(operands))
+
+    def and_expr(self, depth: int) -> Node:
+        operands = [self.unary(depth)]
+        while self.is_word("and"):
+            self.advance()
+            operands.append(self.unary(depth))
+        return operands[0] if len(operands) == 1 else BoolOp("and", tuple(operands))
+
+    def unary(self, depth: int) -> Node:
+        if depth >= MAX_DEPTH:
+            raise FilterSyntaxError(self.current.position, f"nested more than {MAX_DEPTH} deep")
+        if self.is_word("not"):
+            self.advance()
+            return Not(self.unary(depth + 1))
+        if self.current.kind == "(":
+            opening = self.advance()
+            node = self.or_expr(depth + 1)
+            if self.current.kind != ")":
+                raise FilterSyntaxError(
+                    self.current.position,
+                    f"expected ) closing the ( at position {opening.position}, got {self.current.shown()}",
+                )
+            self.advance()
+            return node
+        return self.comparison()
+
+    def field(self) -> str:
+        token = self.current
+        if token.kind != "word" or str(token.value).lower() not in FIELDS:
+            raise FilterSyntaxError(token.position, f"expected a field ({', '.join(FIELDS)}), got {token.shown()}")
+        self.advance()
+        return str(token.value).lower()
+
+    def operand(self) -> Operand:
+        start = self.current
+        if start.kind == "end":
+            raise FilterSyntaxError(start.position, "expected a comparison such as length(title) < 4")
+        if self.is_word("length") and self.tokens[self.index + 1].kind == "(":
+            self.advance()
+            self.advance()
+            field_token = self.current
+            field = self.field()
+            if field not in TEXT_FIELDS:
+                raise FilterSyntaxError(field_token.position, f"length() takes a text field "
+                                                              f"({', '.join(TEXT_FIELDS)}), not {field}")
+            self.expect(")", ") closing length(")
+            return Operand(field, True, start.position)
+        return Operand(self.field(), False, start.position)
+
+    def comparison(self) -> Comparison:
+        operand = self.operand()
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            raise FilterSyntaxError(operand.position, f"more than {MAX_COMPARISONS} comparisons")
+        operator = self.current
+        if self.is_word("is"):
+            self.advance()
+            negated = False
+            if self.is_word("not"):
+                self.advance()
+                negated = True
+            if not self.is_word("empty"):
+                raise FilterSyntaxError(self.current.position, f"expected empty after is, got {self.current.shown()}")
+            self.advance()
+            if operand.length:
+                raise FilterSyntaxError(operator.position, "length() compares with numbers, not is empty")
+            return Comparison(operand, "empty", (), negated, operator.position)
+        negated = False
+        if self.is_word("not"):
+            self.advance()
+            negated = True
+            if not self.is_word("in", *TEXT_OPERATORS):
+                raise FilterSyntaxError(self.current.position,
+                                        f"expected in, contains, icontains, like or ilike after not, "
+                                        f"got {self.current.shown()}")
+        if self.is_word("in"):
+            self.advance()
+            self.expect("(", "( opening the list of values")
+            values = [self.value()]
+            while self.current.kind == ",":
+                self.advance()
+                values.append(self.value())
+                if len(values) > MAX_IN_VALUES:
+                    raise FilterSyntaxError(values[-1].position, f"more than {MAX_IN_VALUES} values in a list")
+            self.expect(")", ", or ) closing the list of values")
+            return _checked(Comparison(operand, "in", tuple(values), negated, operator.position))
+        if self.is_word(*TEXT_OPERATORS):
+            op = str(self.advance().value).lower()
+            value = self.value()
+            if not operand.is_text:
+                raise FilterSyntaxError(operator.position, f"{op} compares text; "
+                                                           f"{_operand_text(operand)} is not text")
+            if value.kind != "string":
+                raise FilterSyntaxError(value.position, f"{op} takes a quoted string, got {value.text}")
+            return Comparison(operand, op, (value,), negated, operator.position)
+        if operator.kind != "op":
+            raise FilterSyntaxError(operator.position, f"expected an operator ({OPERATORS_TEXT}), "
+                                                       f"got {operator.shown()}")
+        self.advance()
+        return _checked(Comparison(operand, str(operator.value), (self.value(),), False, operator.position))
+
+    def value(self) -> Value:
+        token = self.current
+        if token.kind == "number":
+            self.advance()
+            try:
+                number = Decimal(token.text)
+            except InvalidOperation:
+                raise FilterSyntaxError(token.position, f"not a number: {token.text}") from None
+            return Value("number", number, token.text, token.position)
+        if token.kind == "string":
+            self.advance()
+            return Value("string", token.value, token.text, token.position)
+        raise FilterSyntaxError(token.position, f"expected a value (a number or a quoted string), got {token.shown()}")
+
+
+def _operand_text(operand: Operand) -> str:
+    return f"length({operand.field})" if operand.length else operand.field
+
+
+def _checked(comparison: Comparison) -> Comparison:
+    """Value kinds against the operand's kind, checked while parsing (positions known)."""
+    operand = comparison.operand
+    for value in comparison.values:
+        if operand.is_text and value.kind != "string":
+            raise FilterSyntaxError(value.position, f"{operand.field} is text: quote the value ({value.text!r} "
+                                                    f"→ \"{value.text}\")")
+        if (operand.length or operand.field in NUMBER_FIELDS):
+            if value.kind != "number" or value.value != value.value.to_integral_value():
+                raise FilterSyntaxError(value.position, f"{_operand_text(operand)} takes a whole number, "
+                                                        f"got {value.text}")
+            if abs(value.value) > MAX_NUMBER:
+                raise FilterSyntaxError(value.position, f"{_operand_text(operand)} takes a number up to "
+                                                        f"{MAX_NUMBER}")
+        if operand.field in DATETIME_FIELDS and not operand.length:
+            _datetime_bounds(value)
+    return comparison
+
+
+def _datetime_bounds(value: Value) -> tuple[datetime, datetime | None]:
+    """A quoted date or datetime: (its start, the next day's start for a date alone)."""
+    problem = 'expected a quoted date or time such as "2024-01-31" or "2024-01-31T10:00"'
+    if value.kind != "string":
+        raise FilterSyntaxError(value.position, f"{problem}, got {value.text}")
+    text = str(value.value).strip()
+    try:
+        day = parse_date(text)
+        moment = None if day is not None else parse_datetime(text)
+    except ValueError:
+        day = moment = None
+    if day is None and moment is None:
+        raise FilterSyntaxError(value.position, f"{problem}, got {value.text}")
+    try:
+        if day is not None:
+            start = timezone.make_aware(datetime.combine(day, time.min))
+            return start, timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
+    except (OverflowError, ValueError):
+        raise FilterSyntaxError(value.position, "the date is out of range") from None
+    return (timezone.make_aware(moment) if timezone.is_naive(moment) else moment), None
+
+
+# --- to a Q on labeling.Video ---------------------------------------------------------------
+
+
+def _like_regex(pattern: str) -> str:
+    parts = ["^"]
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            parts.append(re.escape(pattern[index + 1]))
+            index += 2
+            continue
+        parts.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
+        index += 1
+    parts.append("$")
+    return "".join(parts)
+
+
+def _compare(expression, op: str, value) -> Q:
+    """True only where the expression is not NULL (so ``not`` is the complement)."""
+    if op == "!=":
+        return ~Q(Exact(expression, value)) & Q(IsNull(expression, False))
+    return Q(_LOOKUPS[op](expression, value)) & Q(IsNull(expression, False))
+
+
+def _any(conditions: list[Q]) -> Q:
+    combined = Q()
+    for condition in conditions:
+        combined |= condition
+    return combined
+
+
+def _datetime_q(field: str, op: str, value: Value) -> Q:
+    start, next_day = _datetime_bounds(value)
+    expression = F(field)
+    if next_day is None:
+        return _compare(expression, op, start)
+    return {
+        "=": _compare(expression, ">=", start) & _compare(expression, "<", next_day),
+        "!=": _compare(expression, "<", start) | _compare(expression, ">=", next_day),
+        "<": _compare(expression, "<", start),
+        "<=": _compare(expression, "<", next_day),
+        ">": _compare(expression, ">=", next_day),
+        ">=": _compare(expression, ">=", start),
+    }[op]
+
+
+def _comparison_q(node: Comparison) -> Q:
+    operand = node.operand
+    field = operand.field
+    if node.op == "empty":
+        if field in TEXT_FIELDS:
+            condition = Q(Regex(F(field), r"^\s*$"))
+        else:
+            condition = Q(IsNull(F(field), True))
+        return ~condition if node.negated else condition
+    if node.op in TEXT_OPERATORS:
+        pattern = str(node.values[0].value)
+        if node.op == "contains":
+            condition = Q(**{f"{field}__contains": pattern})
+        elif node.op == "icontains":
+            condition = Q(**{f"{field}__icontains": pattern})
+        else:
+            lookup = Regex if node.op == "like" else IRegex
+            condition = Q(lookup(F(field), _like_regex(pattern)))
+        return ~condition if node.negated else condition
+    pairs = [("=", value) for value in node.values] if node.op == "in" else [(node.op, node.values[0])]
+    expression = Length(F(field)) if operand.length else F(field)
+    conditions = []
+    for op, value in pairs:
+        if field in DATETIME_FIELDS and not operand.length:
+            conditions.append(_datetime_q(field, op, value))
+        elif operand.length or field in NUMBER_FIELDS:
+            conditions.append(_compare(expression, op, int(value.value)))
+        else:
+            conditions.append(_compare(expression, op, str(value.value)))
+    condition = _any(conditions)
+    return ~condition if node.negated else condition
+
+
+def _node_q(node: Node) -> Q:
+    if isinstance(node, Not):
+        return ~_node_q(node.operand)
+    if isinstance(node, BoolOp):
+        combined = _node_q(node.operands[0])
+        for operand in node.operands[1:]:
+            combined = combined & _node_q(operand) if node.op == "and" else combined | _node_q(operand)
+        return combined
+    return _comparison_q(node)
+
+
+def parse_expression(text: object) -> Node:
+    """The syntax tree of an expression; ``FilterSyntaxError`` when bad or empty."""
+    if not isinstance(text, str):
+        raise FilterSyntaxError(1, "must be text")
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise FilterSyntaxError(MAX_EXPRESSION_LENGTH + 1, f"longer than {MAX_EXPRESSION_LENGTH} characters")
+    if "\x00" in text:
+        raise FilterSyntaxError(text.index("\x00") + 1, "unexpected NUL character")
+    if not text.strip():
+        raise FilterSyntaxError(1, "expected a comparison such as length(title) < 4 (the expression is empty)")
+    return _Parser(text).parse()
+
+
+def expression_q(text: object) -> Q:
+    """The expression as a condition on videos (``Video.objects.filter(expression_q(text))``)."""
+    return _node_q(parse_expression(text))
