@@ -38,25 +38,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Union
 
-from django.core.exceptions import ValidationError
 from django.db.models import F, Q
 from django.db.models.functions import Length
-from django.db.models.lookups import (
-    Exact,
-    GreaterThan,
-    GreaterThanOrEqual,
-    IRegex,
-    IsNull,
-    LessThan,
-    LessThanOrEqual,
-    Regex,
+from django.db.models.lookups import IRegex, IsNull, Regex
+
+from core import filter_language
+from core.filter_language import (
+    BoolOp,
+    BooleanParser,
+    Lexicon,
+    Not,
+    Token,
+    any_of,
+    compare,
+    datetime_bounds,
+    datetime_condition,
+    like_regex,
 )
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 
 MAX_EXPRESSION_LENGTH = 2000
 MAX_COMPARISONS = 50
@@ -72,87 +74,25 @@ FIELDS = TEXT_FIELDS + NUMBER_FIELDS + DATETIME_FIELDS
 TEXT_OPERATORS = ("contains", "icontains", "like", "ilike")
 OPERATORS_TEXT = "=, !=, <, <=, >, >=, in, contains, icontains, like, ilike, is empty"
 
-_LOOKUPS = {"=": Exact, "<": LessThan, "<=": LessThanOrEqual, ">": GreaterThan, ">=": GreaterThanOrEqual}
 
 
-class FilterSyntaxError(ValidationError):
+class FilterSyntaxError(filter_language.FilterSyntaxError):
     """An expression that cannot be compiled: ``position`` (1-based) is where the problem starts."""
 
-    def __init__(self, position: int, problem: str, field: str = "expression"):
-        self.position = position
-        self.problem = problem
-        super().__init__({field: f"at position {position}: {problem}"})
+    field = "expression"
 
 
-@dataclass(frozen=True)
-class Token:
-    kind: str  # word, number, string, op, "(", ")", ",", end
-    text: str
-    value: object
-    position: int
-
-    def shown(self) -> str:
-        return "the end of the expression" if self.kind == "end" else repr(self.text)
 
 
-_NUMBER = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_OPERATORS = ("!=", "<>", "<=", ">=", "==", "=", "<", ">")
-_OPERATOR_SPELLING = {"<>": "!=", "==": "="}
-
-
-def _quoted(text: str, start: int, quote: str) -> tuple[str, int]:
-    content = []
-    index = start + 1
-    while index < len(text):
-        char = text[index]
-        if char == "\\" and index + 1 < len(text):
-            content.append(text[index + 1])
-            index += 2
-            continue
-        if char == quote:
-            return "".join(content), index + 1
-        content.append(char)
-        index += 1
-    raise FilterSyntaxError(start + 1, f"unclosed string: expected a closing {quote}")
+_LEXICON = Lexicon(
+    word=re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+    number=re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"),
+    error=FilterSyntaxError, end_name="the end of the expression",
+)
 
 
 def tokenize(text: str) -> list[Token]:
-    tokens: list[Token] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char.isspace():
-            index += 1
-            continue
-        position = index + 1
-        if char in "(),":
-            tokens.append(Token(char, char, char, position))
-            index += 1
-            continue
-        if char in "\"'":
-            content, end = _quoted(text, index, char)
-            tokens.append(Token("string", text[index:end], content, position))
-            index = end
-            continue
-        operator = next((op for op in _OPERATORS if text.startswith(op, index)), None)
-        if operator is not None:
-            tokens.append(Token("op", operator, _OPERATOR_SPELLING.get(operator, operator), position))
-            index += len(operator)
-            continue
-        number = _NUMBER.match(text, index)
-        if number and (char not in "+-" or not tokens or tokens[-1].kind in ("op", "(", ",")):
-            tokens.append(Token("number", number.group(), number.group(), position))
-            index = number.end()
-            continue
-        word = _WORD.match(text, index)
-        if word:
-            tokens.append(Token("word", word.group(), word.group(), position))
-            index = word.end()
-            continue
-        raise FilterSyntaxError(position, f"unexpected character {char!r}")
-    tokens.append(Token("end", "", None, len(text) + 1))
-    return tokens
+    return filter_language.tokenize(text, _LEXICON)
 
 
 @dataclass(frozen=True)
@@ -183,82 +123,12 @@ class Comparison:
     position: int
 
 
-@dataclass(frozen=True)
-class BoolOp:
-    op: str
-    operands: tuple[Node, ...]
-
-
-@dataclass(frozen=True)
-class Not:
-    operand: Node
-
-
 Node = Union[Comparison, BoolOp, Not]
 
 
-class _Parser:
-    def __init__(self, text: str):
-        self.tokens = tokenize(text)
-        self.index = 0
-        self.comparisons = 0
-
-    @property
-    def current(self) -> Token:
-        return self.tokens[self.index]
-
-    def advance(self) -> Token:
-        token = self.tokens[self.index]
-        if token.kind != "end":
-            self.index += 1
-        return token
-
-    def is_word(self, *words: str) -> bool:
-        return self.current.kind == "word" and str(self.current.value).lower() in words
-
-    def expect(self, kind: str, what: str) -> Token:
-        if self.current.kind != kind:
-            raise FilterSyntaxError(self.current.position, f"expected {what}, got {self.current.shown()}")
-        return self.advance()
-
-    def parse(self) -> Node:
-        node = self.or_expr(0)
-        if self.current.kind != "end":
-            raise FilterSyntaxError(self.current.position,
-                                    f"expected and, or or the end of the expression, got {self.current.shown()}")
-        return node
-
-    def or_expr(self, depth: int) -> Node:
-        operands = [self.and_expr(depth)]
-        while self.is_word("or"):
-            self.advance()
-            operands.append(self.and_expr(depth))
-        return operands[0] if len(operands) == 1 else BoolOp("or", tuple(operands))
-
-    def and_expr(self, depth: int) -> Node:
-        operands = [self.unary(depth)]
-        while self.is_word("and"):
-            self.advance()
-            operands.append(self.unary(depth))
-        return operands[0] if len(operands) == 1 else BoolOp("and", tuple(operands))
-
-    def unary(self, depth: int) -> Node:
-        if depth >= MAX_DEPTH:
-            raise FilterSyntaxError(self.current.position, f"nested more than {MAX_DEPTH} deep")
-        if self.is_word("not"):
-            self.advance()
-            return Not(self.unary(depth + 1))
-        if self.current.kind == "(":
-            opening = self.advance()
-            node = self.or_expr(depth + 1)
-            if self.current.kind != ")":
-                raise FilterSyntaxError(
-                    self.current.position,
-                    f"expected ) closing the ( at position {opening.position}, got {self.current.shown()}",
-                )
-            self.advance()
-            return node
-        return self.comparison()
+class _Parser(BooleanParser):
+    lexicon = _LEXICON
+    max_depth = MAX_DEPTH
 
     def field(self) -> str:
         token = self.current
@@ -373,73 +243,16 @@ def _checked(comparison: Comparison) -> Comparison:
     return comparison
 
 
-def _datetime_bounds(value: Value) -> tuple[datetime, datetime | None]:
-    """A quoted date or datetime: (its start, the next day's start for a date alone)."""
-    problem = 'expected a quoted date or time such as "2024-01-31" or "2024-01-31T10:00"'
-    if value.kind != "string":
-        raise FilterSyntaxError(value.position, f"{problem}, got {value.text}")
-    text = str(value.value).strip()
-    try:
-        day = parse_date(text)
-        moment = None if day is not None else parse_datetime(text)
-    except ValueError:
-        day = moment = None
-    if day is None and moment is None:
-        raise FilterSyntaxError(value.position, f"{problem}, got {value.text}")
-    try:
-        if day is not None:
-            start = timezone.make_aware(datetime.combine(day, time.min))
-            return start, timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
-    except (OverflowError, ValueError):
-        raise FilterSyntaxError(value.position, "the date is out of range") from None
-    return (timezone.make_aware(moment) if timezone.is_naive(moment) else moment), None
-
-
 # --- to a Q on labeling.Video ---------------------------------------------------------------
 
 
-def _like_regex(pattern: str) -> str:
-    parts = ["^"]
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "\\" and index + 1 < len(pattern):
-            parts.append(re.escape(pattern[index + 1]))
-            index += 2
-            continue
-        parts.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
-        index += 1
-    parts.append("$")
-    return "".join(parts)
-
-
-def _compare(expression, op: str, value) -> Q:
-    """True only where the expression is not NULL (so ``not`` is the complement)."""
-    if op == "!=":
-        return ~Q(Exact(expression, value)) & Q(IsNull(expression, False))
-    return Q(_LOOKUPS[op](expression, value)) & Q(IsNull(expression, False))
-
-
-def _any(conditions: list[Q]) -> Q:
-    combined = Q()
-    for condition in conditions:
-        combined |= condition
-    return combined
+def _datetime_bounds(value: Value) -> tuple[datetime, datetime | None]:
+    return datetime_bounds(value, example='"2024-01-31" or "2024-01-31T10:00"', error=FilterSyntaxError)
 
 
 def _datetime_q(field: str, op: str, value: Value) -> Q:
     start, next_day = _datetime_bounds(value)
-    expression = F(field)
-    if next_day is None:
-        return _compare(expression, op, start)
-    return {
-        "=": _compare(expression, ">=", start) & _compare(expression, "<", next_day),
-        "!=": _compare(expression, "<", start) | _compare(expression, ">=", next_day),
-        "<": _compare(expression, "<", start),
-        "<=": _compare(expression, "<", next_day),
-        ">": _compare(expression, ">=", next_day),
-        ">=": _compare(expression, ">=", start),
-    }[op]
+    return datetime_condition(F(field), op, start, next_day)
 
 
 def _comparison_q(node: Comparison) -> Q:
@@ -459,7 +272,7 @@ def _comparison_q(node: Comparison) -> Q:
             condition = Q(**{f"{field}__icontains": pattern})
         else:
             lookup = Regex if node.op == "like" else IRegex
-            condition = Q(lookup(F(field), _like_regex(pattern)))
+            condition = Q(lookup(F(field), like_regex(pattern)))
         return ~condition if node.negated else condition
     pairs = [("=", value) for value in node.values] if node.op == "in" else [(node.op, node.values[0])]
     expression = Length(F(field)) if operand.length else F(field)
@@ -468,10 +281,10 @@ def _comparison_q(node: Comparison) -> Q:
         if field in DATETIME_FIELDS and not operand.length:
             conditions.append(_datetime_q(field, op, value))
         elif operand.length or field in NUMBER_FIELDS:
-            conditions.append(_compare(expression, op, int(value.value)))
+            conditions.append(compare(expression, op, int(value.value)))
         else:
-            conditions.append(_compare(expression, op, str(value.value)))
-    condition = _any(conditions)
+            conditions.append(compare(expression, op, str(value.value)))
+    condition = any_of(conditions)
     return ~condition if node.negated else condition
 
 

@@ -48,8 +48,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Union
 
@@ -68,21 +68,23 @@ from django.db.models import (
     When,
 )
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.lookups import (
-    Exact,
-    GreaterThan,
-    GreaterThanOrEqual,
-    IExact,
-    IRegex,
-    IsNull,
-    LessThan,
-    LessThanOrEqual,
-    Regex,
-)
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
+from django.db.models.lookups import Exact, IExact, IRegex, IsNull, Regex
 
+from core import filter_language
 from core.api.bounds import MAX_BIGINT, MIN_BIGINT
+from core.filter_language import (
+    BoolOp,
+    BooleanParser,
+    FilterSyntaxError,
+    Lexicon,
+    Not,
+    Token,
+    any_of,
+    compare,
+    datetime_bounds,
+    datetime_condition,
+    like_regex,
+)
 from experiments.models import FLOAT_MAX, MetricDirection, Param, RunMetricSummary, RunStatus
 from experiments.selectors import NUMERIC_TEXT_PATTERN
 from experiments.services.validation import clean_key
@@ -133,93 +135,23 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "duration": (AttributeKind.SECONDS, "duration"),
 }
 
-_LOOKUPS = {"=": Exact, "<": LessThan, "<=": LessThanOrEqual, ">": GreaterThan, ">=": GreaterThanOrEqual}
-
-
-class FilterSyntaxError(ValidationError):
-    """A filter that cannot be searched: ``position`` (1-based) is where the problem starts."""
-
-    def __init__(self, position: int, problem: str, field: str = "filter"):
-        self.position = position
-        self.problem = problem
-        super().__init__({field: f"at position {position}: {problem}"})
 
 
 # --- tokens ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Token:
-    kind: str  # word, key (backticks), number, string, op, "(", ")", ",", ".", end
-    text: str  # the source text
-    value: object  # a word's or key's text, a string's content, a number as Decimal
-    position: int  # 1-based
-
-    def shown(self) -> str:
-        return "the end of the filter" if self.kind == "end" else repr(self.text)
-
-
-_NUMBER = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_\-/]*")
-_OPERATORS = ("!=", "<>", "<=", ">=", "==", "=", "<", ">")
-_OPERATOR_SPELLING = {"<>": "!=", "==": "="}
 
 
-def _quoted(text: str, start: int, quote: str) -> tuple[str, int]:
-    """The content of the quoted text opening at ``start`` (a backslash escapes the next
-    character) and the index after its closing quote."""
-    content = []
-    index = start + 1
-    while index < len(text):
-        char = text[index]
-        if char == "\\" and index + 1 < len(text):
-            content.append(text[index + 1])
-            index += 2
-            continue
-        if char == quote:
-            return "".join(content), index + 1
-        content.append(char)
-        index += 1
-    what = "key" if quote == "`" else "string"
-    raise FilterSyntaxError(start + 1, f"unclosed {what}: expected a closing {quote}")
+_LEXICON = Lexicon(
+    word=_WORD,
+    number=re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"),
+    error=FilterSyntaxError, end_name="the end of the filter", key_quote="`", dot_is_punctuation=True,
+)
 
 
 def tokenize(text: str) -> list[Token]:
-    tokens: list[Token] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char.isspace():
-            index += 1
-            continue
-        position = index + 1
-        if char in "()," or (char == "." and not text[index + 1:index + 2].isdigit()):
-            tokens.append(Token(char, char, char, position))
-            index += 1
-            continue
-        if char in "\"'`":
-            content, end = _quoted(text, index, char)
-            tokens.append(Token("key" if char == "`" else "string", text[index:end], content, position))
-            index = end
-            continue
-        operator = next((op for op in _OPERATORS if text.startswith(op, index)), None)
-        if operator is not None:
-            tokens.append(Token("op", operator, _OPERATOR_SPELLING.get(operator, operator), position))
-            index += len(operator)
-            continue
-        number = _NUMBER.match(text, index)
-        if number and (char not in "+-" or not tokens or tokens[-1].kind in ("op", "(", ",")):
-            tokens.append(Token("number", number.group(), number.group(), position))
-            index = number.end()
-            continue
-        word = _WORD.match(text, index)
-        if word:
-            tokens.append(Token("word", word.group(), word.group(), position))
-            index = word.end()
-            continue
-        raise FilterSyntaxError(position, f"unexpected character {char!r}")
-    tokens.append(Token("end", "", None, len(text) + 1))
-    return tokens
+    return filter_language.tokenize(text, _LEXICON)
 
 
 # --- syntax tree -------------------------------------------------------------------------
@@ -261,82 +193,12 @@ class Comparison:
     position: int  # of the operator
 
 
-@dataclass(frozen=True)
-class BoolOp:
-    op: str  # and, or
-    operands: tuple[Node, ...]
-
-
-@dataclass(frozen=True)
-class Not:
-    operand: Node
-
-
 Node = Union[Comparison, BoolOp, Not]
 
 
-class _Parser:
-    def __init__(self, text: str):
-        self.tokens = tokenize(text)
-        self.index = 0
-        self.comparisons = 0
-
-    @property
-    def current(self) -> Token:
-        return self.tokens[self.index]
-
-    def advance(self) -> Token:
-        token = self.tokens[self.index]
-        if token.kind != "end":
-            self.index += 1
-        return token
-
-    def is_word(self, *words: str) -> bool:
-        return self.current.kind == "word" and str(self.current.value).lower() in words
-
-    def expect(self, kind: str, what: str) -> Token:
-        if self.current.kind != kind:
-            raise FilterSyntaxError(self.current.position, f"expected {what}, got {self.current.shown()}")
-        return self.advance()
-
-    def parse(self) -> Node:
-        node = self.or_expr(0)
-        if self.current.kind != "end":
-            raise FilterSyntaxError(self.current.position,
-                                    f"expected and, or or the end of the filter, got {self.current.shown()}")
-        return node
-
-    def or_expr(self, depth: int) -> Node:
-        operands = [self.and_expr(depth)]
-        while self.is_word("or"):
-            self.advance()
-            operands.append(self.and_expr(depth))
-        return operands[0] if len(operands) == 1 else BoolOp("or", tuple(operands))
-
-    def and_expr(self, depth: int) -> Node:
-        operands = [self.unary(depth)]
-        while self.is_word("and"):
-            self.advance()
-            operands.append(self.unary(depth))
-        return operands[0] if len(operands) == 1 else BoolOp("and", tuple(operands))
-
-    def unary(self, depth: int) -> Node:
-        if depth >= MAX_DEPTH:
-            raise FilterSyntaxError(self.current.position, f"nested more than {MAX_DEPTH} deep")
-        if self.is_word("not"):
-            self.advance()
-            return Not(self.unary(depth + 1))
-        if self.current.kind == "(":
-            opening = self.advance()
-            node = self.or_expr(depth + 1)
-            if self.current.kind != ")":
-                raise FilterSyntaxError(
-                    self.current.position,
-                    f"expected ) closing the ( at position {opening.position}, got {self.current.shown()}",
-                )
-            self.advance()
-            return node
-        return self.comparison()
+class _Parser(BooleanParser):
+    lexicon = _LEXICON
+    max_depth = MAX_DEPTH
 
     def comparison(self) -> Comparison:
         if self.current.kind == "end":
@@ -520,37 +382,6 @@ def numeric_text(text) -> Case:
     )
 
 
-def _like_regex(pattern: str) -> str:
-    """A LIKE pattern (``%``, ``_``, backslash escapes) as an anchored regular expression."""
-    parts = ["^"]
-    index = 0
-    while index < len(pattern):
-        char = pattern[index]
-        if char == "\\" and index + 1 < len(pattern):
-            parts.append(re.escape(pattern[index + 1]))
-            index += 2
-            continue
-        parts.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
-        index += 1
-    parts.append("$")
-    return "".join(parts)
-
-
-def _compare(expression, op: str, value) -> Q:
-    """``expression op value``, true only where the expression is not NULL (so that
-    ``not`` is the complement)."""
-    if op == "!=":
-        return ~Q(Exact(expression, value)) & Q(IsNull(expression, False))
-    return Q(_LOOKUPS[op](expression, value)) & Q(IsNull(expression, False))
-
-
-def _any(conditions: list[Q]) -> Q:
-    combined = Q()
-    for condition in conditions:
-        combined |= condition
-    return combined
-
-
 def _single_op(comparison: Comparison) -> list[tuple[str, Value]]:
     """(op, value) pairs whose OR is the comparison (``in`` is a list of ``=``)."""
     if comparison.op == "in":
@@ -565,17 +396,17 @@ def _text_condition(text, comparison: Comparison) -> Q:
     for op, value in _single_op(comparison):
         if op in ("like", "ilike"):
             lookup = Regex if op == "like" else IRegex
-            conditions.append(Q(lookup(text, _like_regex(value.value))) & Q(IsNull(text, False)))
+            conditions.append(Q(lookup(text, like_regex(value.value))) & Q(IsNull(text, False)))
         elif value.kind == "number":
-            conditions.append(_compare(numeric_text(text), op, value.value))
+            conditions.append(compare(numeric_text(text), op, value.value))
         elif value.kind == "bool":
             if op not in ("=", "!="):
                 raise FilterSyntaxError(comparison.position, f"true and false compare with = or !=, not {op}")
             matches = Q(IExact(text, "true" if value.value else "false"))
             conditions.append((matches if op == "=" else ~matches) & Q(IsNull(text, False)))
         else:
-            conditions.append(_compare(text, op, value.value))
-    return _any(conditions)
+            conditions.append(compare(text, op, value.value))
+    return any_of(conditions)
 
 
 def _number_condition(field: str, comparison: Comparison) -> Q:
@@ -585,8 +416,8 @@ def _number_condition(field: str, comparison: Comparison) -> Q:
             raise FilterSyntaxError(comparison.position, f"{op} compares text; metrics are numbers")
         if value.kind != "number":
             raise FilterSyntaxError(value.position, f"metrics compare with numbers, got {value.text}")
-        conditions.append(_compare(F(field), op, float(value.value)))
-    return _any(conditions)
+        conditions.append(compare(F(field), op, float(value.value)))
+    return any_of(conditions)
 
 
 def _metric_q(comparison: Comparison) -> Q:
@@ -606,7 +437,7 @@ def _tag_q(comparison: Comparison) -> Q:
     key = comparison.ref.key
     if comparison.op in ("=", "in") and all(value.kind == "string" for value in comparison.values):
         # Text equality as containment: the tags' GIN index answers it.
-        return _any([Q(tags__contains={key: value.value}) for value in comparison.values])
+        return any_of([Q(tags__contains={key: value.value}) for value in comparison.values])
     return _text_condition(KeyTextTransform(key, "tags"), comparison)
 
 
@@ -614,47 +445,9 @@ def _when(value: Value, problem: str) -> FilterSyntaxError:
     return FilterSyntaxError(value.position, f"{problem}, got {value.text}")
 
 
-def _datetime_bounds(value: Value) -> tuple[datetime, datetime | None]:
-    """A date or datetime value: (its start, the next day's start for a date alone)."""
-    if value.kind != "string":
-        raise _when(value, 'expected a quoted date or time such as "2026-11-28" or "2026-11-28T10:00"')
-    text = value.value.strip()
-    try:
-        day = parse_date(text)
-        moment = None if day is not None else parse_datetime(text)
-    except ValueError:
-        day = moment = None
-    if day is None and moment is None:
-        raise _when(value, 'expected a quoted date or time such as "2026-11-28" or "2026-11-28T10:00"')
-    try:
-        if day is not None:
-            start = timezone.make_aware(datetime.combine(day, time.min))
-            next_day = timezone.make_aware(datetime.combine(day + timedelta(days=1), time.min))
-            start.astimezone(UTC)
-            return start, next_day
-        if timezone.is_naive(moment):
-            moment = timezone.make_aware(moment)
-        moment.astimezone(UTC)  # representable in UTC too (as the database compares it)
-    except (OverflowError, ValueError):
-        raise _when(value, "the date is out of range") from None
-    return moment, None
-
-
 def _datetime_q(field: str, op: str, value: Value) -> Q:
-    start, next_day = _datetime_bounds(value)
-    if next_day is None:
-        return _compare(F(field), op, start)
-    # A date alone is its whole day.
-    expression = F(field)
-    day = _compare(expression, ">=", start) & _compare(expression, "<", next_day)
-    return {
-        "=": day,
-        "!=": (_compare(expression, "<", start) | _compare(expression, ">=", next_day)),
-        "<": _compare(expression, "<", start),
-        "<=": _compare(expression, "<", next_day),
-        ">": _compare(expression, ">=", next_day),
-        ">=": _compare(expression, ">=", start),
-    }[op]
+    start, next_day = datetime_bounds(value, example='"2026-11-28" or "2026-11-28T10:00"', error=FilterSyntaxError)
+    return datetime_condition(F(field), op, start, next_day)
 
 
 def _integer(value: Value, what: str) -> int:
@@ -684,18 +477,18 @@ def _attribute_q(comparison: Comparison) -> Q:
             status = _text_value(value, name)
             if status not in RunStatus.values:
                 raise _when(value, f"expected a status ({', '.join(RunStatus.values)})")
-            conditions.append(_compare(F(field), op, status))
+            conditions.append(compare(F(field), op, status))
         elif kind == AttributeKind.EXPERIMENT and value.kind == "number" and not like:
-            conditions.append(_compare(F("experiment_id"), op, _integer(value, name)))
+            conditions.append(compare(F("experiment_id"), op, _integer(value, name)))
         elif kind in (AttributeKind.TEXT, AttributeKind.STATUS, AttributeKind.EXPERIMENT):
             column = "experiment__name" if kind == AttributeKind.EXPERIMENT else field
             if like:
                 lookup = Regex if op == "like" else IRegex
-                conditions.append(Q(lookup(F(column), _like_regex(value.value))))
+                conditions.append(Q(lookup(F(column), like_regex(value.value))))
             else:
-                conditions.append(_compare(F(column), op, _text_value(value, name)))
+                conditions.append(compare(F(column), op, _text_value(value, name)))
         elif kind == AttributeKind.INTEGER:
-            conditions.append(_compare(F(field), op, _integer(value, name)))
+            conditions.append(compare(F(field), op, _integer(value, name)))
         elif kind == AttributeKind.UUID:
             if op not in ("=", "!="):
                 raise FilterSyntaxError(comparison.position, f"{name} compares with =, != or in, not {op}")
@@ -705,7 +498,7 @@ def _attribute_q(comparison: Comparison) -> Q:
                 version = None
             if version is None:
                 raise _when(value, "expected a dataset version's id (a quoted UUID)")
-            conditions.append(_compare(F(field), op, version))
+            conditions.append(compare(F(field), op, version))
         elif kind == AttributeKind.DATETIME:
             conditions.append(_datetime_q(field, op, value))
         else:  # seconds
@@ -716,8 +509,8 @@ def _attribute_q(comparison: Comparison) -> Q:
             except OverflowError:
                 raise _when(value, f"{name} is out of range") from None
             duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
-            conditions.append(_compare(duration, op, seconds))
-    return _any(conditions)
+            conditions.append(compare(duration, op, seconds))
+    return any_of(conditions)
 
 
 _COMPILERS = {"metric": _metric_q, "param": _param_q, "tag": _tag_q, "attribute": _attribute_q}

@@ -118,6 +118,9 @@ _PREDICTIONS, _LABELS, _EMBEDDINGS = Prediction._meta.db_table, Label._meta.db_t
 # version scored them; MATERIALIZED so they are read once, not per candidate), then each
 # candidate's distance to its nearest anchor; the largest wins (no anchor at all: the
 # first candidate). Labels as labeling counts them: not retracted, voting sources only.
+# The candidates are MATERIALIZED too: on stale statistics the planner once put their
+# walk on the inner side of a nested loop over every embedding, re-running it per row
+# (a statement timeout in CI at 2,000 videos).
 _ELIGIBLE = f"""
     p.model_version_id = %(version)s
     AND p.embedding_id IS NOT NULL
@@ -132,7 +135,7 @@ WITH pivot AS MATERIALIZED (
     SELECT min(video_id) + floor(%(start)s * (max(video_id) - min(video_id) + 1))::bigint AS video_id
     FROM {_PREDICTIONS} WHERE model_version_id = %(version)s
 ),
-candidates AS (
+candidates AS MATERIALIZED (
     SELECT * FROM (
         (SELECT p.id, p.video_id, p.embedding_id FROM {_PREDICTIONS} p
          WHERE {_ELIGIBLE} AND p.video_id >= (SELECT video_id FROM pivot)
