@@ -48,8 +48,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import timedelta
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Union
 

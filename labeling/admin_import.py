@@ -21,6 +21,18 @@ TEMPLATE = "admin/labeling/video/import.html"
 MAX_ERROR_MESSAGES = 20
 
 
+def import_result_messages(request, file_name: str, result) -> None:
+    """An import's outcome as admin messages (video and label imports alike): the
+    summary, then the first rejected rows; the page's table lists them all."""
+    level = messages.SUCCESS if not result.rejected else messages.WARNING
+    messages.add_message(request, level, f"{file_name}: {result.summary()}")
+    for line, message in result.errors[:MAX_ERROR_MESSAGES]:
+        messages.warning(request, f"line {line}: {message}")
+    hidden = result.rejected - min(len(result.errors), MAX_ERROR_MESSAGES)
+    if hidden:
+        messages.warning(request, f"... and {hidden} more rejected rows (listed below)")
+
+
 class VideoImportForm(forms.Form):
     file = forms.FileField(help_text="JSONL (one JSON object per line), CSV with a header row, or a JSON array.")
     format = forms.ChoiceField(
@@ -45,13 +57,7 @@ def import_view(model_admin, request):
                 form.add_error("file" if not form.cleaned_data["format"] else None, str(error))
                 status = 400
             else:
-                level = messages.SUCCESS if not result.rejected else messages.WARNING
-                messages.add_message(request, level, f"{upload.name}: {result.summary()}")
-                for line, message in result.errors[:MAX_ERROR_MESSAGES]:
-                    messages.warning(request, f"line {line}: {message}")
-                hidden = result.rejected - min(len(result.errors), MAX_ERROR_MESSAGES)
-                if hidden:
-                    messages.warning(request, f"... and {hidden} more rejected rows (listed below)")
+                import_result_messages(request, upload.name, result)
                 form = VideoImportForm()
         else:
             status = 400

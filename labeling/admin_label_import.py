@@ -9,16 +9,14 @@ the admins role, the same rule as ``POST /api/v1/labels/import``.
 from __future__ import annotations
 
 from django import forms
-from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
 from core.roles import can_write_machine_labels
+from labeling.admin_import import import_result_messages
 from labeling.label_import import FORMATS, ImportFileError, import_labels
 
 TEMPLATE = "admin/labeling/label/import.html"
-# Rejected rows listed as messages; the page's table lists every kept error.
-MAX_ERROR_MESSAGES = 20
 
 
 class LabelImportForm(forms.Form):
@@ -58,13 +56,7 @@ def import_view(model_admin, request):
                 form.add_error("file" if not form.cleaned_data["format"] else None, str(error))
                 status = 400
             else:
-                level = messages.SUCCESS if not result.rejected else messages.WARNING
-                messages.add_message(request, level, f"{upload.name}: {result.summary()}")
-                for line, message in result.errors[:MAX_ERROR_MESSAGES]:
-                    messages.warning(request, f"line {line}: {message}")
-                hidden = result.rejected - min(len(result.errors), MAX_ERROR_MESSAGES)
-                if hidden:
-                    messages.warning(request, f"... and {hidden} more rejected rows (listed below)")
+                import_result_messages(request, upload.name, result)
                 form = LabelImportForm()
         else:
             status = 400
