@@ -20,6 +20,11 @@ api_v1 = [
     path("", include("training.api.registry_urls")),
     path("", include("training.api.evaluation_urls")),
     path("", include("training.api.predict_urls")),
+    path("", include("labeling.api_labeler_urls")),
+    path("", include("labeling.api_review_urls")),
+    path("", include("datasets.api.duplicate_urls")),
+    path("", include("datasets.api.curation_task_urls")),
+    path("", include("datasets.api.augmentation_urls")),
 ]
 
 # The old ML panel client's default base URL: health and the panel contract again.

@@ -296,6 +296,9 @@ class DatasetTaskType(models.TextChoices):
     BUILD = "build", "Build dataset version"
     CLEANUP = "cleanup", "Cleanup"
     CLEANING = "cleaning", "Cleaning"
+    DEDUPLICATION = "deduplication", "Deduplication"
+    AUGMENTATION = "augmentation", "Augmentation"
+    IMPORT = "import", "Import"
 
 
 class DatasetTaskStatus(models.TextChoices):
@@ -462,3 +465,106 @@ class Exclusion(models.Model):
     @property
     def is_active(self) -> bool:
         return self.reverted_at is None
+
+
+class DuplicateKind(models.TextChoices):
+    EXACT = "exact", "Exact (same composed text)"
+    NEAR = "near", "Near (embedding cosine distance below the threshold)"
+
+
+class DuplicateGroup(models.Model):
+    """Videos a deduplication task found to be the same (exact: one composed-text
+    checksum) or nearly the same (near: linked by cosine distances below ``threshold``
+    under ``embedding_model``). Builds keep every group inside one split (no leakage);
+    ``resolved_at`` is set when someone chose which members to keep."""
+
+    task = models.ForeignKey(DatasetTask, on_delete=models.CASCADE, related_name="duplicate_groups")
+    kind = models.CharField(max_length=10, choices=DuplicateKind.choices)
+    embedding_model = models.ForeignKey(
+        EmbeddingModel, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Near duplicates: the model whose vectors were compared",
+    )
+    threshold = models.FloatField(null=True, blank=True, help_text="Near duplicates: the cosine distance cut")
+    size = models.PositiveIntegerField()
+    max_distance = models.FloatField(default=0.0, help_text="Largest distance on a link inside the group")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-size", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=DuplicateKind.values), name="duplicategroup_kind_valid"),
+            models.CheckConstraint(condition=Q(size__gte=2), name="duplicategroup_size_at_least_two"),
+            models.CheckConstraint(
+                condition=Q(kind="exact") | (Q(embedding_model__isnull=False) & Q(threshold__isnull=False)),
+                name="duplicategroup_near_has_model_and_threshold",
+            ),
+        ]
+        indexes = [
+            # The page: a task's groups, largest first.
+            models.Index(fields=["task", "-size", "id"], name="dupgroup_task_size_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} duplicate group {self.pk} ({self.size} videos)"
+
+
+class DuplicateGroupMember(models.Model):
+    """One video of a duplicate group; ``keep`` False once excluded by a keep/exclude choice."""
+
+    group = models.ForeignKey(DuplicateGroup, on_delete=models.CASCADE, related_name="members")
+    video = models.ForeignKey("labeling.Video", on_delete=models.CASCADE, related_name="duplicate_memberships")
+    distance = models.FloatField(default=0.0, help_text="Cosine distance to the group's first member (0 for exact)")
+    keep = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["group", "distance", "video"]
+        constraints = [
+            models.UniqueConstraint(fields=["group", "video"], name="duplicatemember_group_video_unique"),
+        ]
+        indexes = [
+            # Builds: the groups of their members (group-aware splits).
+            models.Index(fields=["video", "group"], name="dupmember_video_group_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"av video {self.video_id} in group {self.group_id}"
+
+
+class AugmentationKind(models.TextChoices):
+    CHARACTER_NOISE = "character_noise", "Character-level noise"
+    TAG_SHUFFLE = "tag_shuffle", "Tags shuffled"
+    TITLE_ONLY = "title_only", "Title only"
+    DESCRIPTION_ONLY = "description_only", "Description only"
+
+
+class AugmentedItem(models.Model):
+    """A perturbed copy of a TRAIN member's text in a frozen version, embedded like any
+    other text. Never part of val or test: training adds these rows to the train split
+    only when the run asks for augmentation. The version itself stays frozen."""
+
+    version = models.ForeignKey(DatasetVersion, on_delete=models.CASCADE, related_name="augmented_items")
+    video = models.ForeignKey("labeling.Video", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20, choices=AugmentationKind.choices)
+    variant = models.PositiveSmallIntegerField(default=0, help_text="Copy number for kinds that make several")
+    text = models.TextField()
+    embedding = models.ForeignKey(Embedding, on_delete=models.PROTECT, related_name="augmented_items")
+    label = models.BooleanField(help_text="The member's frozen label")
+    task = models.ForeignKey(DatasetTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "video", "kind", "variant"], name="augmenteditem_version_video_kind_unique"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=AugmentationKind.values), name="augmenteditem_kind_valid"),
+        ]
+        indexes = [models.Index(fields=["version", "kind"], name="augitem_version_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} copy of {self.video_id} in {self.version_id}"

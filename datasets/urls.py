@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from datasets import cleaning_views, views
 
@@ -20,4 +20,7 @@ urlpatterns = [
     path("versions/<uuid:version_id>/cancel", views.version_cancel, name="version-cancel"),
     path("versions/<uuid:version_id>/delete", views.version_delete, name="version-delete"),
     path("versions/<uuid:version_id>/export/<str:format>", views.version_export, name="version-export"),
+    path("", include("datasets.duplicate_urls")),
+    path("", include("datasets.curation_task_urls")),
+    path("", include("datasets.augmentation_urls")),
 ]

@@ -86,6 +86,14 @@ class Label(models.Model):
     source = models.CharField(max_length=10, choices=LabelSource.choices, default=LabelSource.HUMAN)
     created_at = models.DateTimeField(auto_now_add=True)
     retracted_at = models.DateTimeField(null=True, blank=True, help_text="Set by undo; the label no longer counts")
+    guideline = models.ForeignKey(
+        "Guideline", null=True, blank=True, on_delete=models.PROTECT, related_name="labels",
+        help_text="The guideline version shown when the label was made (NULL: none published, or imported)",
+    )
+    bulk_operation = models.ForeignKey(
+        "BulkLabelOperation", null=True, blank=True, on_delete=models.PROTECT, related_name="labels",
+        help_text="The bulk labeling that wrote it (its filter is kept there)",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -216,3 +224,93 @@ class VideoConsensus(models.Model):
     class Meta:
         managed = False
         db_table = "labeling_videoconsensus"
+
+
+class Guideline(models.Model):
+    """One published version of the labeling guideline (Markdown), shown beside the card.
+
+    Versions are append-only: editing publishes version N+1, and every label records the
+    version its labeler was shown (``Label.guideline``). The latest is the current one.
+    """
+
+    version = models.PositiveIntegerField(unique=True)
+    body = models.TextField(help_text="Markdown; raw HTML is shown as text")
+    change_note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.CheckConstraint(condition=Q(version__gt=0), name="guideline_version_positive"),
+            models.CheckConstraint(condition=~Q(body=""), name="guideline_body_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"guideline v{self.version}"
+
+
+class PassReason(models.TextChoices):
+    SKIP = "skip", "Skipped"
+    UNSURE = "unsure", "Unsure"
+
+
+class LabelPass(TimestampedModel):
+    """A video a labeler passed on instead of voting: skipped, or answered "unsure"
+    (with an optional comment reviewers see). Persisted, so the queue does not serve it
+    to them again after logout; one row per (user, video), the latest pass wins. A pass
+    is not a vote: consensus and agreement never count it."""
+
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="passes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="label_passes")
+    reason = models.CharField(max_length=10, choices=PassReason.choices)
+    comment = models.TextField(blank=True)
+    guideline = models.ForeignKey(Guideline, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "video"], name="labelpass_one_per_user_video"),
+            models.CheckConstraint(condition=Q(reason__in=PassReason.values), name="labelpass_reason_valid"),
+        ]
+        indexes = [
+            # Reviewers: the unsure answers of a video, and the list of unsure videos.
+            models.Index(fields=["video"], condition=Q(reason="unsure"), name="labelpass_unsure_video_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.reason} on {self.video_id}"
+
+
+class LabelerPreferences(TimestampedModel):
+    """A labeler's own settings: which physical keys (``KeyboardEvent.code``) answer."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labeler_preferences")
+    keys = models.JSONField(
+        default=dict, blank=True,
+        help_text='Action → KeyboardEvent.code, e.g. {"yes": "KeyJ", "no": "KeyF"}; missing actions use the defaults',
+    )
+
+    def __str__(self) -> str:
+        return f"labeling preferences of {self.user}"
+
+
+class BulkLabelOperation(models.Model):
+    """The audit row of one bulk labeling: who labeled which filtered set, with what
+    value, and how many labels it wrote (as ``import`` labels under ``created_by``)."""
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    value = models.BooleanField()
+    filter = models.JSONField(help_text="The filter as submitted (uploader, tag, title search)")
+    description = models.TextField(help_text="The filter in words, as previewed")
+    previewed_count = models.PositiveIntegerField(help_text="Videos the confirmed preview counted")
+    labels_written = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"bulk label {self.pk}: {_yes_no(self.value)} on {self.labels_written} videos"

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from labeling import views
 
@@ -13,4 +13,7 @@ urlpatterns = [
     path("review/<int:video_id>/resolve", views.review_resolve, name="review-resolve"),
     path("videos/<int:aid>/", views.video_detail, name="video-detail"),
     path("agreement/", views.agreement_dashboard, name="agreement"),
+    path("", include("labeling.labeler_urls")),
+    path("", include("labeling.review_urls")),
+    path("", include("labeling.queue_urls")),
 ]
