@@ -16,6 +16,13 @@ def _field_name(rule: str, param: str) -> str:
 
 
 def _form_field(param: ParamSpec) -> forms.Field:
+    field = _typed_form_field(param)
+    # The field's name carries the rule as a prefix; people read the parameter's name.
+    field.label = param.name.replace("_", " ").capitalize()
+    return field
+
+
+def _typed_form_field(param: ParamSpec) -> forms.Field:
     if param.kind == "int":
         return forms.IntegerField(required=False, initial=param.default, help_text=param.help,
                                   min_value=param.minimum, max_value=param.maximum)

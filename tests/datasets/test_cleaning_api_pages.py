@@ -93,6 +93,8 @@ def test_page_preview_run_and_revert(corpus, make_user):
     client.force_login(make_user("boss", group="admins"))
     page = client.get("/datasets/cleaning/")
     assert page.status_code == 200 and "Run a rule" in page.content.decode()
+    # Parameters are labelled by their own name, not the rule-prefixed field name.
+    assert ">Min length:</label>" in page.content.decode() and "Short title-min length" not in page.content.decode()
 
     form = {"rule": "short_title", "short_title-min_length": "2"}
     preview = client.post("/datasets/cleaning/preview", form, HTTP_HX_REQUEST="true")
