@@ -26,11 +26,6 @@ FIRST_AID = 50_000_000
 
 
 @pytest.fixture
-def artifacts(tmp_path, settings):
-    settings.CVSA_ARTIFACTS_DIR = tmp_path
-
-
-@pytest.fixture
 def experiment(artifacts):
     return ExperimentFactory(default_dataset_version=separable_dataset_version(rows=60, dimensions=8, seed=5))
 

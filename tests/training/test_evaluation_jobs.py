@@ -29,11 +29,6 @@ def artifacts(tmp_path, settings):
 
 
 @pytest.fixture
-def admin(make_user):
-    return make_user("ada", group="admins")
-
-
-@pytest.fixture
 def enqueued(monkeypatch):
     sent: list[tuple[int, str, int | None]] = []
     monkeypatch.setattr(

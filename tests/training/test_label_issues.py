@@ -42,11 +42,6 @@ class StepClock:
 
 
 @pytest.fixture
-def admin(make_user):
-    return make_user("ada", group="admins")
-
-
-@pytest.fixture
 def enqueued(monkeypatch):
     sent: list[tuple[int, str, int | None]] = []
     monkeypatch.setattr(

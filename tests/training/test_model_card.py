@@ -25,11 +25,6 @@ def artifacts(tmp_path, settings):
     settings.CVSA_ARTIFACTS_DIR = tmp_path
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user("ada", group="admins")
-
-
 def promoted_version(admin):
     services.registered_model_create(name="m", gate_rules=RULES, user=admin)
     return registered_version("m", stage=ModelStage.PRODUCTION, user=admin, architecture="mlp",

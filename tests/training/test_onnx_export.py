@@ -38,11 +38,6 @@ def artifacts(tmp_path, settings):
     settings.CVSA_ARTIFACTS_DIR = tmp_path
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user("ada", group="admins")
-
-
 def tampered(graph: bytes, delta: float = 0.05) -> bytes:
     """The graph with ``delta`` added to every weight of its last layer."""
     model = onnx.load_from_string(graph)

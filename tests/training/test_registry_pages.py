@@ -26,11 +26,6 @@ def artifacts(tmp_path, settings):
 
 
 @pytest.fixture
-def admin(make_user):
-    return make_user("ada", group="admins")
-
-
-@pytest.fixture
 def labeler(make_user):
     return make_user("lea", group="labelers")
 

@@ -32,11 +32,6 @@ def experiment(version):
 
 
 @pytest.fixture
-def artifacts(tmp_path, settings):
-    settings.CVSA_ARTIFACTS_DIR = tmp_path
-
-
-@pytest.fixture
 def admin(make_user):
     return make_user("boss", group="admins")
 
