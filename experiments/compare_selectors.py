@@ -19,7 +19,9 @@ from django.db import connection
 from django.db.models import TextChoices
 
 from core.api.bounds import MAX_BIGINT
-from experiments.models import Experiment, MetricDirection, MetricPoint, Param, Run, RunMetricSummary
+from experiments.models import (
+    Experiment, MetricDirection, MetricPoint, Param, Run, RunMetricSummary,
+)
 from experiments.selectors import NUMERIC_TEXT_PATTERN
 from experiments.services.validation import clean_key
 
@@ -55,11 +57,9 @@ class XAxis(TextChoices):
 
 def metric_direction(experiment: Experiment, key: str) -> str:
     """Which way ``key`` is better for runs of ``experiment``: the experiment's direction
-    for its ranking metric, higher for any other key (the rule of the runs table's and
-    the run search's ``best``; for a loss, choose ``min``)."""
-    if key == experiment.metric_key:
-        return experiment.metric_direction
-    return MetricDirection.MAXIMIZE
+    for its ranking metric, else lower for a loss and higher for anything else (the rule
+    of the runs table's and the run search's ``best``)."""
+    return experiment.direction_for(key)
 
 
 # --- the selection ------------------------------------------------------------------------

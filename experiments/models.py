@@ -8,6 +8,8 @@ comparisons read through ``experiments.selectors``. Constraints live in the data
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
@@ -30,6 +32,16 @@ FLOAT_MAX = 1.7976931348623157e308
 class MetricDirection(models.TextChoices):
     MAXIMIZE = "max", "Maximize"
     MINIMIZE = "min", "Minimize"
+
+
+# "loss", "val_loss", "train/loss", "test-loss": lower is better.
+_LOSS_KEY = re.compile(r"(?:^|[_./-])loss$")
+
+
+def metric_key_direction(key: str) -> str:
+    """Which way a metric is better when nothing says otherwise: lower for a loss,
+    higher for anything else (accuracy, F1, AUC …)."""
+    return MetricDirection.MINIMIZE if _LOSS_KEY.search(key) else MetricDirection.MAXIMIZE
 
 
 class Experiment(TimestampedModel):
@@ -77,6 +89,11 @@ class Experiment(TimestampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def direction_for(self, key: str) -> str:
+        """Which way ``key`` is better for this experiment's runs: its own direction for
+        its ranking metric, else ``metric_key_direction`` (lower for a loss)."""
+        return self.metric_direction if key == self.metric_key else metric_key_direction(key)
 
     @property
     def is_deleted(self) -> bool:

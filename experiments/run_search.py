@@ -26,9 +26,9 @@ without ``params.lr`` matches neither ``params.lr = 1`` nor ``params.lr != 1``, 
 ``not`` takes the complement (``not params.lr = 1`` includes it).
 
 - ``metrics.<key>`` is the latest value (= ``final``); ``min`` / ``max`` the lowest /
-  highest of the run; ``best`` is ``min`` when the key is the run's experiment's metric
-  and the experiment minimizes it, ``max`` otherwise (for any other key, say
-  ``metrics.val_loss.min`` rather than ``best``). Read from the per-run summaries.
+  highest of the run; ``best`` follows the run's experiment's direction when the key is
+  its ranking metric, else it is ``min`` for a loss (``loss``, ``val_loss``, …) and
+  ``max`` for any other key. Read from the per-run summaries.
 - Params and tags are text. Compared with a number, only values that read as a number
   (``0.01``, ``1e-2``, ``.5``) are compared, as numbers (so ``params.lr = 0.01`` matches
   ``1e-2`` too); compared with a string, as text; ``true`` / ``false`` match the text
@@ -85,7 +85,7 @@ from core.filter_language import (
     datetime_condition,
     like_regex,
 )
-from experiments.models import FLOAT_MAX, MetricDirection, Param, RunMetricSummary, RunStatus
+from experiments.models import FLOAT_MAX, MetricDirection, Param, RunMetricSummary, RunStatus, metric_key_direction
 from experiments.selectors import NUMERIC_TEXT_PATTERN
 from experiments.services.validation import clean_key
 
@@ -364,11 +364,16 @@ def referenced(node: Node | None) -> list[Ref]:
 
 def with_best(summaries, key: str):
     """Summaries of an outer run annotated with ``best``: the column picked by the run's
-    experiment (one subquery, not one per column)."""
+    experiment for its ranking metric, else by the key (``metric_key_direction``); one
+    subquery, not one per column."""
+    is_ranking_metric = Q(Exact(OuterRef("experiment__metric_key"), key))
+    other_direction = metric_key_direction(key)
     return summaries.annotate(best=Case(
-        When(Q(Exact(OuterRef("experiment__metric_key"), key))
-             & Q(Exact(OuterRef("experiment__metric_direction"), MetricDirection.MINIMIZE)), then=F("min_value")),
-        default=F("max_value"), output_field=FloatField(),
+        When(is_ranking_metric & Q(Exact(OuterRef("experiment__metric_direction"), MetricDirection.MINIMIZE)),
+             then=F("min_value")),
+        When(is_ranking_metric, then=F("max_value")),
+        default=F("min_value" if other_direction == MetricDirection.MINIMIZE else "max_value"),
+        output_field=FloatField(),
     ))
 
 

@@ -185,7 +185,8 @@ def _run_ordering(order: RunOrder, experiment: Experiment) -> list[OrderBy | str
     if order.kind in ("metric", "best"):
         field = "latest_value"
         if order.kind == "best":
-            field = "min_value" if experiment.metric_direction == MetricDirection.MINIMIZE else "max_value"
+            minimize = experiment.direction_for(order.key) == MetricDirection.MINIMIZE
+            field = "min_value" if minimize else "max_value"
         value = RunMetricSummary.objects.filter(run=OuterRef("pk"), key=order.key).values(field)[:1]
         expressions = [_ordered(Subquery(value), descending)]
     elif order.kind == "param":

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from experiments import compare_selectors, services
 from experiments.compare_selectors import Aggregate, XAxis
-from experiments.models import MetricPoint, Run, RunMetricSummary, RunStatus
+from experiments.models import MetricPoint, Run, RunMetricSummary, RunStatus, metric_key_direction
 from tests.experiments.factories import ExperimentFactory, make_runs, running_run
 
 pytestmark = pytest.mark.django_db
@@ -125,7 +125,7 @@ def test_metric_aggregates_match_hand_computed_values(trio):
     assert values_of(table, runs, "val_f1") == [(0.5, 1), (0.6, 1), (0.2, 1)]
 
 
-def test_best_follows_the_experiments_direction_for_its_metric_and_is_the_highest_otherwise(trio):
+def test_best_follows_the_experiments_direction_for_its_metric_else_lowest_for_a_loss_highest_otherwise(trio):
     _experiment, runs = trio
     table = compare_selectors.compare_metrics(runs, {"val_loss": "best", "val_f1": "best"})
     # val_loss is the experiment's metric, ranked lowest first; val_f1 is best high.
@@ -138,8 +138,9 @@ def test_best_follows_the_experiments_direction_for_its_metric_and_is_the_highes
     run = run_with(other, "d", {}, {"val_f1": [0.4, 0.1, 0.2], "train_loss": [3.0, 1.0, 2.0]})
     table = compare_selectors.compare_metrics([run, runs[0]], {"val_f1": "best", "train_loss": "best"})
     assert values_of(table, [run], "val_f1") == [(0.1, 2)]
-    # Not the experiment's metric: the highest (as in the runs table and the run search).
-    assert values_of(table, [run], "train_loss") == [(3.0, 1)]
+    # Not the experiment's metric: a loss is best lowest (as in the runs table and the run search).
+    assert values_of(table, [run], "train_loss") == [(1.0, 2)]
+    assert table.directions["train_loss"] == "min"
 
 
 def test_the_value_at_epoch_n_is_read_from_the_points_and_missing_when_a_run_stopped_before(trio):
@@ -401,3 +402,11 @@ def test_query_counts_do_not_grow_with_runs_or_epochs(labeler_client, django_ass
             compare_selectors.compare_series(ids, "val_loss", x_axis=XAxis.WALL, max_points=20)
             compare_selectors.compare_scatter(chosen, params, metrics, "lr", "val_loss")
     assert len(metrics.values) == 1000 and all("val_loss" in row for row in metrics.values.values())
+
+
+@pytest.mark.parametrize(("key", "direction"), [
+    ("loss", "min"), ("val_loss", "min"), ("train/loss", "min"), ("test-loss", "min"),
+    ("val_f1", "max"), ("lossy_ratio", "max"), ("gloss", "max"), ("roc_auc", "max"),
+])
+def test_a_key_is_better_lower_only_when_it_names_a_loss(key, direction):
+    assert metric_key_direction(key) == direction

@@ -84,10 +84,12 @@ def test_metric_aggregates_and_best_by_the_experiments_direction(runs):
     assert search("metrics.val_f1.final > 0.68") == {"mlp-slow", "logreg-a"}
     assert search("metrics.val_f1.max >= 0.9") == {"mlp-slow"}
     assert search("metrics.val_f1.min < 0.3") == {"logreg-a"}
-    # val_loss is "small"'s metric, minimized: best = min there, max elsewhere.
+    # val_loss is "small"'s metric, minimized; in "wide" it is a loss: best = min too.
     assert search("metrics.val_loss.best <= 0.1") == {"logreg-a"}
-    assert search("metrics.val_loss.best >= 0.9") == {"mlp-slow", "Broken run"}  # "wide": best = max (0.9)
+    assert search("metrics.val_loss.best <= 0.4") == {"logreg-a", "mlp-slow"}  # "wide": min (0.4), not max (0.9)
     assert search("metrics.val_loss.best >= 1") == {"Broken run"}
+    # Any other key: the highest (val_f1 is "wide"'s metric, maximized; "small" ranks by val_loss).
+    assert search("metrics.val_f1.best >= 0.85") == {"mlp-slow", "logreg-a"}
     assert search("metrics.val_f1 in (0.65, 0.85)") == {"mlp-fast", "logreg-a"}
     assert search("metrics.val_f1 != 0.65") == {"mlp-slow", "logreg-a"}  # the broken run has no val_f1
 
@@ -199,8 +201,8 @@ def names(text: str = "", sort: str | None = None, direction: str | None = None,
 def test_sort_by_metric_aggregates_params_and_attributes_across_experiments(runs):
     assert names(sort="-metrics.val_f1") == ["logreg-a", "mlp-slow", "mlp-fast", "Broken run"]
     assert names(sort="metrics.val_f1.max", direction="desc") == ["mlp-slow", "logreg-a", "mlp-fast", "Broken run"]
-    # best: min for "small" (its metric, minimized), max for "wide"
-    assert names(sort="metrics.val_loss.best") == ["logreg-a", "mlp-fast", "mlp-slow", "Broken run"]
+    # best: min for "small" (its metric, minimized) and for "wide" (a loss)
+    assert names(sort="metrics.val_loss.best") == ["logreg-a", "mlp-slow", "mlp-fast", "Broken run"]
     assert names(sort="params.lr") == ["mlp-slow", "logreg-a", "mlp-fast", "Broken run"]  # numbers, then text
     assert names(sort="-params.lr") == ["mlp-fast", "logreg-a", "mlp-slow", "Broken run"]
     assert names(sort="name") == ["Broken run", "logreg-a", "mlp-fast", "mlp-slow"]
