@@ -192,6 +192,19 @@ def test_a_passing_gate_promotes_and_the_history_answers_at(admin_api, version):
     assert admin_api.get("/api/v1/models/spam/history", {"at": "soon"}).status_code == 400
 
 
+def test_the_history_is_paged_oldest_first(admin_api, version):
+    version = services.model_version_transition(version.pk, to_stage="staging")
+    services.model_version_transition(version.pk, to_stage="candidate")
+
+    first = admin_api.get("/api/v1/models/spam/history", {"limit": 2}).json()
+    rest = admin_api.get("/api/v1/models/spam/history", {"limit": 2, "offset": 2}).json()
+
+    assert first["transition_count"] == rest["transition_count"] == 3
+    moves = [(row["from_stage"], row["to_stage"]) for row in first["transitions"] + rest["transitions"]]
+    assert moves == [("", "candidate"), ("candidate", "staging"), ("staging", "candidate")]
+    assert admin_api.get("/api/v1/models/spam/history", {"limit": 0}).status_code == 400
+
+
 def test_lists_read_in_a_fixed_number_of_queries(admin_api):
     first = registered_version("a", seed=1)
     second = registered_version("b", seed=2)

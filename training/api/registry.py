@@ -206,6 +206,10 @@ class ModelVersionTransitionApi(ExperimentsPermissions, APIView):
         return Response(_version_data(version_id))
 
 
+#: Stage changes one history response lists unless ``?limit=`` says otherwise.
+HISTORY_PAGE_SIZE = 100
+
+
 class ModelHistoryApi(ExperimentsPermissions, APIView):
     not_found_detail = MODEL_NOT_FOUND
 
@@ -215,7 +219,8 @@ class ModelHistoryApi(ExperimentsPermissions, APIView):
         responses={200: HistoryOutput, 400: BAD_INPUT, 404: OpenApiResponse(description=MODEL_NOT_FOUND)},
     )
     def get(self, request, name: str):
-        at = parse_query(request, HistoryQuery).get("at")
+        query = parse_query(request, HistoryQuery)
+        at = query.get("at")
         model = _model(name)
         if at is None:
             production = registry_selectors.production_version(model.name)
@@ -223,8 +228,11 @@ class ModelHistoryApi(ExperimentsPermissions, APIView):
             production = registry_selectors.production_version_at(model, at)
         if production is not None:
             production = registry_selectors.model_version_get(production.pk)
+        transitions = registry_selectors.model_history(model)
+        offset = query.get("offset", 0)
+        page = transitions[offset:offset + query.get("limit", HISTORY_PAGE_SIZE)]
         return Response(HistoryOutput({
             "model": model.name, "at": at, "production_version": production,
-            "transitions": registry_selectors.model_history(model),
+            "transition_count": transitions.count(), "transitions": page,
         }).data)
 

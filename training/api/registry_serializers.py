@@ -9,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.api.bounds import bigint_field
+from core.api.pagination import PageQuery
 from training.gates import GATE_METRICS, MAX_GATE_RULES
 from training.models import MAX_NAME_LENGTH, ModelStage, ModelVersion, ModelVersionTransition, RegisteredModel
 from training.services.registry import MAX_DESCRIPTION_LENGTH, MAX_REASON_LENGTH
@@ -91,7 +92,7 @@ class ModelVersionTransitionInput(serializers.Serializer):
         ref_name = "ModelVersionTransitionRequest"
 
 
-class HistoryQuery(serializers.Serializer):
+class HistoryQuery(PageQuery):
     at = serializers.DateTimeField(required=False,
                                    help_text="ISO 8601 date-time: also answer which version was in production then")
 
@@ -151,7 +152,8 @@ class HistoryOutput(serializers.Serializer):
     production_version = ModelVersionOutput(
         allow_null=True, help_text="with ?at=: the version in production at that time (null: none); "
                                    "without: the one in production now")
-    transitions = TransitionOutput(many=True, help_text="every stage change, oldest first")
+    transition_count = serializers.IntegerField(help_text="stage changes in all (transitions is one page of them)")
+    transitions = TransitionOutput(many=True, help_text="stage changes, oldest first: ?limit= (default 100) from ?offset=")
 
     class Meta:
         ref_name = "ModelHistory"
