@@ -11,24 +11,13 @@ LABELING_ROLES = (LABELERS, REVIEWERS, ADMINS)
 REVIEWING_ROLES = (REVIEWERS, ADMINS)
 
 
-#: Where a user object keeps its role names once read (like Django's ``_perm_cache``):
-#: a request checks roles in the decorator, the view and the navigation, one query in all.
-_ROLE_CACHE_ATTRIBUTE = "_cvsa_role_names"
-
-
 def user_role_names(user) -> frozenset[str]:
-    """Superusers hold every role; otherwise group membership decides (one query per
-    user object: a request's user is read once, a changed membership shows on the next
-    request)."""
+    """Superusers hold every role; otherwise group membership decides (one query)."""
     if not user.is_authenticated:
         return frozenset()
     if user.is_superuser:
         return frozenset(ALL_ROLES)
-    cached = getattr(user, _ROLE_CACHE_ATTRIBUTE, None)
-    if cached is None:
-        cached = frozenset(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))
-        setattr(user, _ROLE_CACHE_ATTRIBUTE, cached)
-    return cached
+    return frozenset(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))
 
 
 def user_has_role(user, *roles: str) -> bool:
