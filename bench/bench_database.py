@@ -61,3 +61,37 @@ def embedding_rows_payload(model_id: int, checksums: list[str], vectors) -> byte
     rows["values"] = vectors
     rows["created_length"], rows["created_at"] = 8, int((time.time() - POSTGRES_EPOCH_UNIX_SECONDS) * 1_000_000)
     return pgcopy.rows_payload(rows)
+
+
+def _copy_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def videos_copy(cursor, texts) -> int:
+    """COPY one video per ``(title, description, tags)`` of ``texts``: ids 1..n, aids
+    100,000,001.., then the id sequence moved past them. Returns n."""
+    import io
+
+    rows = io.StringIO()
+    count = 0
+    for count, (title, description, tags) in enumerate(texts, start=1):
+        rows.write(f"{count}\t{100_000_000 + count}\t\t{_copy_text(title)}\t{_copy_text(description)}\t"
+                   f"{_copy_text(tags)}\t\\N\t\t\\N\t\\N\t\t{{}}\tnow\tnow\n")
+    with cursor.copy(
+        "COPY labeling_video (id, aid, bvid, title, description, tags, uploader_mid, uploader_name, "
+        "published_at, duration, cover_url, raw, created_at, updated_at) FROM STDIN"
+    ) as copy:
+        copy.write(rows.getvalue())
+    cursor.execute("SELECT setval('labeling_video_id_seq', %s)", [max(count, 1)])
+    return count
+
+
+def bench_embedding_model(key: str, dimensions: int, *, name: str = "bench"):
+    """The benchmark's embedding model row (an unreachable endpoint: benchmarks seed
+    vectors themselves and never call a provider)."""
+    from datasets.models import EmbeddingModel
+
+    model, _ = EmbeddingModel.objects.update_or_create(
+        key=key, defaults={"name": name, "provider_type": "openai-compatible", "dimensions": dimensions,
+                           "api_endpoint": "http://127.0.0.1:9/v1", "max_tokens": 8192, "max_batch_size": 64})
+    return model

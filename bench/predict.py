@@ -23,7 +23,6 @@ It is a benchmark, not a test: it prints numbers and exits 0.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_database import embedding_rows_payload, setup_django  # noqa: E402
+from bench.bench_database import bench_embedding_model, embedding_rows_payload, setup_django, videos_copy  # noqa: E402
 
 BENCH_DATABASE = "cvsa_bench_predict"
 MODEL_KEY = "bench-predict"
@@ -67,7 +66,7 @@ def _seed(videos: int, dimensions: int, seed: int):
     from django.utils import timezone
 
     from core import pgcopy
-    from datasets.models import Dataset, DatasetVersion, DatasetVersionStatus, EmbeddingModel
+    from datasets.models import Dataset, DatasetVersion, DatasetVersionStatus
     from datasets.text_composition import TEXT_TEMPLATE_VERSION, compose_video_text, text_checksum
     from experiments.models import Experiment, Run, RunStatus
     from experiments.services import run_artifact_dir
@@ -84,24 +83,12 @@ def _seed(videos: int, dimensions: int, seed: int):
                 "datasets_datasetversionitem, datasets_datasetversion, datasets_dataset, datasets_embedding, "
                 "labeling_video RESTART IDENTITY CASCADE"
             )
-        model, _ = EmbeddingModel.objects.update_or_create(
-            key=MODEL_KEY, defaults={"name": "bench", "provider_type": "openai-compatible", "dimensions": dimensions,
-                                     "api_endpoint": "http://127.0.0.1:9/v1", "max_tokens": 8192,
-                                     "max_batch_size": 64})
-        video_rows = io.StringIO()
-        checksums = []
-        for n in range(1, videos + 1):
-            title, description, tags = _video_text(n)
-            checksums.append(text_checksum(compose_video_text(title=title, description=description, tags=tags)))
-            video_rows.write(f"{n}\t{100_000_000 + n}\t\t{title}\t{description}\t{tags}\t\\N\t\t\\N\t\\N\t\t{{}}"
-                             "\tnow\tnow\n")
+        model = bench_embedding_model(MODEL_KEY, dimensions)
+        texts = [_video_text(n) for n in range(1, videos + 1)]
+        checksums = [text_checksum(compose_video_text(title=title, description=description, tags=tags))
+                     for title, description, tags in texts]
         with connection.cursor() as cursor:
-            with cursor.copy(
-                "COPY labeling_video (id, aid, bvid, title, description, tags, uploader_mid, uploader_name, "
-                "published_at, duration, cover_url, raw, created_at, updated_at) FROM STDIN"
-            ) as copy:
-                copy.write(video_rows.getvalue())
-            cursor.execute("SELECT setval('labeling_video_id_seq', %s)", [videos])
+            videos_copy(cursor, texts)
         vectors = generator.standard_normal((videos, dimensions), dtype=np.float32)
         pgcopy.copy_in(
             "COPY datasets_embedding (id, model_id, checksum, dimensions, vector, created_at) FROM STDIN (FORMAT BINARY)",

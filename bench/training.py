@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_database import embedding_rows_payload, setup_django  # noqa: E402
+from bench.bench_database import bench_embedding_model, embedding_rows_payload, setup_django, videos_copy  # noqa: E402
 
 BENCH_DATABASE = "cvsa_bench_training"
 MODEL_KEY = "bench-random"
@@ -68,7 +68,7 @@ def _seed_version(rows: int, dimensions: int, seed: int, separation: float) -> s
     from django.utils import timezone
 
     from core import pgcopy
-    from datasets.models import Dataset, DatasetVersion, DatasetVersionStatus, EmbeddingModel
+    from datasets.models import Dataset, DatasetVersion, DatasetVersionStatus
 
     X, y, split_codes = _clusters(rows, dimensions, seed, separation)
     split_names = ("train", "val", "test")
@@ -78,21 +78,9 @@ def _seed_version(rows: int, dimensions: int, seed: int, separation: float) -> s
                 "TRUNCATE datasets_datasetversionitem, datasets_datasetversion, datasets_dataset, "
                 "datasets_embedding, labeling_video RESTART IDENTITY CASCADE"
             )
-        model, _ = EmbeddingModel.objects.update_or_create(
-            key=MODEL_KEY,
-            defaults={"name": "bench-random", "provider_type": "openai-compatible", "dimensions": dimensions,
-                      "api_endpoint": "http://127.0.0.1:9/v1", "max_tokens": 8192, "max_batch_size": 64},
-        )
-        video_rows = io.StringIO()
-        for n in range(1, rows + 1):
-            video_rows.write(f"{n}\t{100_000_000 + n}\t\tbench video {n}\t\t\t\\N\t\t\\N\t\\N\t\t{{}}\tnow\tnow\n")
+        model = bench_embedding_model(MODEL_KEY, dimensions, name="bench-random")
         with connection.cursor() as cursor:
-            with cursor.copy(
-                "COPY labeling_video (id, aid, bvid, title, description, tags, uploader_mid, uploader_name, "
-                "published_at, duration, cover_url, raw, created_at, updated_at) FROM STDIN"
-            ) as copy:
-                copy.write(video_rows.getvalue())
-            cursor.execute("SELECT setval('labeling_video_id_seq', %s)", [rows])
+            videos_copy(cursor, ((f"bench video {n}", "", "") for n in range(1, rows + 1)))
         checksums = [hashlib.sha256(f"bench text {n}".encode()).hexdigest() for n in range(1, rows + 1)]
         pgcopy.copy_in(
             "COPY datasets_embedding (id, model_id, checksum, dimensions, vector, created_at) FROM STDIN (FORMAT BINARY)",

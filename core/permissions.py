@@ -2,16 +2,20 @@
 
 from functools import wraps
 
-from django.core.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
+from core.api.error_views import ExplainedPermissionDenied
 from core.roles import (
+    ADMINS,
+    ALL_ROLES,
+    LABELING_ROLES,
+    REVIEWING_ROLES,
     can_import_videos,
     can_label,
     can_manage_datasets,
-    can_review,
     can_run_experiments,
     has_team_role,
+    request_role_names,
 )
 
 TEAM_ROLE_MESSAGE = "Only labelers, reviewers and admins can see datasets."
@@ -19,12 +23,15 @@ DATASET_MANAGER_MESSAGE = "Only admins can build, resume, delete or clean up dat
 EXPERIMENT_RUNNER_MESSAGE = "Only admins can create experiments and start, cancel or delete runs."
 
 
-def _page_check(check, message: str):
+def roles_required(roles: tuple[str, ...], message: str):
+    """A page decorator: the view runs for users holding any of ``roles``."""
+
     def decorator(view):
         @wraps(view)
         def wrapped(request, *args, **kwargs):
-            if not check(request.user):
-                raise PermissionDenied(message)
+            if request_role_names(request).isdisjoint(roles):
+                # Written for the person refused: the 403 page shows it.
+                raise ExplainedPermissionDenied(message)
             return view(request, *args, **kwargs)
 
         return wrapped
@@ -32,11 +39,11 @@ def _page_check(check, message: str):
     return decorator
 
 
-labeler_required = _page_check(can_label, "Only labelers, reviewers and admins can label videos.")
-reviewer_required = _page_check(can_review, "Only reviewers and admins can see and resolve conflicts.")
-team_role_required = _page_check(has_team_role, TEAM_ROLE_MESSAGE)
-dataset_manager_required = _page_check(can_manage_datasets, DATASET_MANAGER_MESSAGE)
-experiment_runner_required = _page_check(can_run_experiments, EXPERIMENT_RUNNER_MESSAGE)
+labeler_required = roles_required(LABELING_ROLES, "Only labelers, reviewers and admins can label videos.")
+reviewer_required = roles_required(REVIEWING_ROLES, "Only reviewers and admins can see and resolve conflicts.")
+team_role_required = roles_required(ALL_ROLES, TEAM_ROLE_MESSAGE)
+dataset_manager_required = roles_required((ADMINS,), DATASET_MANAGER_MESSAGE)
+experiment_runner_required = roles_required((ADMINS,), EXPERIMENT_RUNNER_MESSAGE)
 
 
 class CanLabel(BasePermission):

@@ -20,6 +20,20 @@ def user_role_names(user) -> frozenset[str]:
     return frozenset(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))
 
 
+#: Where a request keeps its user's role names once read: the page's role check and the
+#: navigation (the ``user_roles`` template context) share one query.
+_REQUEST_ROLES_ATTRIBUTE = "_cvsa_role_names"
+
+
+def request_role_names(request) -> frozenset[str]:
+    """The role names of ``request.user``, read once per request."""
+    names = getattr(request, _REQUEST_ROLES_ATTRIBUTE, None)
+    if names is None:
+        names = user_role_names(request.user)
+        setattr(request, _REQUEST_ROLES_ATTRIBUTE, names)
+    return names
+
+
 def user_has_role(user, *roles: str) -> bool:
     return not user_role_names(user).isdisjoint(roles)
 

@@ -156,6 +156,8 @@ SPECTACULAR_SETTINGS = {
         "DatasetTaskStatusEnum": "datasets.models.DatasetTaskStatus",
         "RunStatusEnum": "experiments.models.RunStatus",
         "ModelStageEnum": "training.models.ModelStage",
+        "VideoImportFormatEnum": "labeling.video_import.FORMATS",
+        "LabelImportFormatEnum": "labeling.label_import.FORMATS",
     },
 }
 
@@ -197,6 +199,14 @@ if CVSA_JOB_MAX_ATTEMPTS < 1 or CVSA_SWEEP_INTERVAL_SECONDS < 1:
 
     raise ImproperlyConfigured("CVSA_JOB_MAX_ATTEMPTS and CVSA_SWEEP_INTERVAL_SECONDS must be at least 1")
 CELERY_TASK_EAGER_PROPAGATES = True
+# Labeling: effective labels each video needs (the queue stops serving it then), and how
+# long a served card stays reserved for its labeler.
+CVSA_LABELING_OVERLAP = env_int("CVSA_LABELING_OVERLAP", 2)
+CVSA_LABELING_RESERVATION_SECONDS = env_int("CVSA_LABELING_RESERVATION_SECONDS", 600)
+if not 1 <= CVSA_LABELING_OVERLAP <= 20 or CVSA_LABELING_RESERVATION_SECONDS < 1:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("CVSA_LABELING_OVERLAP must be 1 to 20 and CVSA_LABELING_RESERVATION_SECONDS at least 1")
 
 LOGGING = {
     "version": 1,

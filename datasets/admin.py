@@ -331,3 +331,28 @@ class ExclusionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return
         reverted = exclusions_revert(exclusion_ids=ids, user=request.user)
         self.message_user(request, f"Reverted {reverted} exclusion(s).")
+
+
+# --- Duplicate groups (deduplication tasks) ------------------------------------------------
+
+from datasets.models import DuplicateGroup, DuplicateGroupMember  # noqa: E402
+
+
+class DuplicateGroupMemberInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = DuplicateGroupMember
+    fields = ["video", "distance", "keep"]
+    readonly_fields = fields
+    extra = 0
+    show_change_link = False
+
+
+@admin.register(DuplicateGroup)
+class DuplicateGroupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only: groups are written by deduplication tasks; keep/exclude is chosen on the
+    duplicates page or the API (which write the exclusions)."""
+
+    list_display = ["id", "task", "kind", "size", "max_distance", "embedding_model", "resolved_at"]
+    list_filter = ["kind", ("resolved_at", admin.EmptyFieldListFilter), "created_at"]
+    search_fields = ["=members__video__aid"]
+    list_select_related = ["task", "embedding_model"]
+    inlines = [DuplicateGroupMemberInline]

@@ -65,16 +65,19 @@ class Embedding(models.Model):
     check constraint (``vector_dims(vector) = dimensions``) keeps the two honest.
     Lookups go by the unique (model, checksum) B-tree index and need no ANN index.
 
-    Similarity search, when needed, gets a per-model partial expression index, e.g. for
-    model id 3 with 384 dimensions::
+    Similarity search (near-duplicate tasks) uses a per-model partial expression index
+    that the app creates itself when a search first needs it
+    (``datasets.similarity_index.similarity_index_ensure``), e.g. for model id 3 with 384
+    dimensions::
 
         CREATE INDEX CONCURRENTLY embedding_m3_hnsw ON datasets_embedding
         USING hnsw ((vector::vector(384)) vector_cosine_ops) WHERE model_id = 3;
 
-    and queries must repeat the cast and the predicate (``ORDER BY vector::vector(384)
-    <=> %s WHERE model_id = 3``). pgvector indexes at most 2,000 dimensions as
-    ``vector``; larger models (embedded pgvector 0.8.5, or any >= 0.7) are indexed through
-    ``(vector::halfvec(3072))`` (4,000 dimensions max).
+    Queries must repeat the cast and the predicate (``ORDER BY vector::vector(384)
+    <=> %s WHERE model_id = 3``); ``IndexPlan`` writes both. pgvector indexes at most
+    2,000 dimensions as ``vector``; larger models are indexed through
+    ``(vector::halfvec(3072))`` (4,000 dimensions max) when the server's pgvector is
+    >= 0.7 (checked at run time), and searched exactly otherwise.
     """
 
     model = models.ForeignKey(EmbeddingModel, on_delete=models.PROTECT, related_name="embeddings")

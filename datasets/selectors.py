@@ -528,12 +528,15 @@ def embedding_counts_by_model() -> dict[str, int]:
 
 
 class DatasetArrays(NamedTuple):
-    """A frozen version as numpy arrays, rows ordered by aid."""
+    """A frozen version as numpy arrays, rows ordered by aid; with ``augmented=True``
+    the version's augmented rows (``AugmentedItem``, train only) follow the members,
+    marked in ``augmented``."""
 
     X: np.ndarray  # float32 (n, dimensions)
     y: np.ndarray  # int8 (n,) 0/1
     aids: np.ndarray  # int64 (n,)
     splits: np.ndarray  # '<U5' (n,): train / val / test
+    augmented: np.ndarray | None = None  # bool (n,): an augmented copy, not a member (always train)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         mask = self.splits == name
@@ -545,23 +548,31 @@ _SPLIT_NAMES = np.array([split.value for split in sorted(SPLIT_CODES, key=SPLIT_
 _SPLIT_CODE_SQL = "CASE i.split " + " ".join(f"WHEN '{split.value}' THEN {code}" for split, code in SPLIT_CODES.items()) + " END"
 
 
-def dataset_version_arrays(version_id: uuid.UUID | str, *, allow_unready: bool = False) -> DatasetArrays:
+def dataset_version_arrays(
+    version_id: uuid.UUID | str, *, allow_unready: bool = False, augmented: bool = False
+) -> DatasetArrays:
     """The version's (X, y, aids, splits) in two queries: the version row, then one
     binary ``COPY ... TO STDOUT`` parsed straight into numpy (no per-row Python).
 
     Raises ``DatasetVersion.DoesNotExist``, or ``ValidationError`` when the version is
-    not ready (its items are only complete once it is frozen).
+    not ready (its items are only complete once it is frozen). ``augmented``: see
+    ``version_arrays`` (one more COPY).
     """
     version = DatasetVersion.objects.only("id", "status", "embedding_dimensions", "total_records").get(
         pk=as_uuid(version_id, "dataset_id")
     )
-    return version_arrays(version, allow_unready=allow_unready)
+    return version_arrays(version, allow_unready=allow_unready, augmented=augmented)
 
 
-def version_arrays(version: DatasetVersion, *, allow_unready: bool = False) -> DatasetArrays:
+def version_arrays(version: DatasetVersion, *, allow_unready: bool = False, augmented: bool = False) -> DatasetArrays:
     """``dataset_version_arrays`` for an already loaded version: one COPY, converted
     block by block while it streams in (raises ``core.pgcopy.CopyFormatError`` when the
-    stream does not hold the expected rows)."""
+    stream does not hold the expected rows).
+
+    ``augmented``: the version's augmented rows are appended after the members (ordered
+    by aid, kind, variant) with split ``train`` and ``augmented`` True, read by a second
+    COPY of the same row layout. They are written for train members only, and the split
+    is forced to train here too, so val/test metrics never see one."""
     if not allow_unready and version.status != DatasetVersionStatus.READY:
         raise ValidationError({"dataset_id": f"dataset version {version.pk} is {version.status}, not ready"})
     item_table = DatasetVersionItem._meta.db_table
@@ -574,7 +585,27 @@ def version_arrays(version: DatasetVersion, *, allow_unready: bool = False) -> D
         f"WHERE i.version_id = '{version.pk}'::uuid ORDER BY v.aid) TO STDOUT (FORMAT BINARY)"
     )
     # A ready version's count is exact (frozen with its items); the reader grows otherwise.
-    reader = MemberRowsReader(version.embedding_dimensions, capacity=version.total_records)
+    X, y, aids, split_codes = _member_rows_read(sql, version.embedding_dimensions, version.total_records)
+    marks = np.zeros(len(y), dtype=bool)
+    if augmented:
+        from datasets.models import AugmentedItem, Split  # only this branch reads them
+
+        augmented_sql = (
+            f"COPY (SELECT v.aid::int8, a.label, {SPLIT_CODES[Split.TRAIN]}::int2, e.vector "
+            f"FROM {AugmentedItem._meta.db_table} a "
+            f"JOIN {Video._meta.db_table} v ON v.id = a.video_id "
+            f"JOIN {Embedding._meta.db_table} e ON e.id = a.embedding_id "
+            f"WHERE a.version_id = '{version.pk}'::uuid ORDER BY v.aid, a.kind, a.variant) TO STDOUT (FORMAT BINARY)"
+        )
+        extra = _member_rows_read(augmented_sql, version.embedding_dimensions, 0)
+        X, y, aids, split_codes = (np.concatenate([ours, theirs]) for ours, theirs in zip((X, y, aids, split_codes),
+                                                                                         extra))
+        marks = np.concatenate([marks, np.ones(len(extra[1]), dtype=bool)])
+    return DatasetArrays(X=X, y=y, aids=aids, splits=_SPLIT_NAMES[split_codes.astype(np.intp)], augmented=marks)
+
+
+def _member_rows_read(sql: str, dimensions: int, capacity: int) -> tuple[np.ndarray, ...]:
+    reader = MemberRowsReader(dimensions, capacity=capacity)
 
     def read(raw_cursor) -> None:
         with raw_cursor.copy(sql) as copy:
@@ -583,8 +614,7 @@ def version_arrays(version: DatasetVersion, *, allow_unready: bool = False) -> D
         reader.finish()
 
     pgcopy.copy_statement(sql, read)
-    X, y, aids, split_codes = reader.columns()
-    return DatasetArrays(X=X, y=y, aids=aids, splits=_SPLIT_NAMES[split_codes.astype(np.intp)])
+    return reader.columns()
 
 
 def dataset_version_records(version: DatasetVersion) -> list[dict[str, Any]]:

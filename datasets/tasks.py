@@ -1,4 +1,4 @@
-"""Celery tasks of the datasets app (builds: queue ``embeddings``; the sweeper: ``default``;
+"""Celery tasks of the datasets app (builds and curation tasks: queue ``embeddings``; the sweeper: ``default``;
 see ``CELERY_TASK_ROUTES``). Every worker also sweeps on a timer (``cvsa_ml.celery``).
 
 Tasks take ids only and call a service; the ``DatasetTask`` row is the source of truth
@@ -16,36 +16,48 @@ from datasets import services
 DB_RETRY_DELAYS_SECONDS = (10, 60, 300)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=len(DB_RETRY_DELAYS_SECONDS))
-def build_dataset_version(self, task_id: str, claim_attempt: int | None = None) -> dict:
-    """Build the dataset version of ``DatasetTask`` ``task_id`` (idempotent).
-
-    A redelivered message (its worker child was killed: acks late + reject on worker
-    lost) waits a moment for the dead attempt's lock, then takes the build over.
-    """
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+def _run_job(celery_task, run, task_id: str, claim_attempt: int | None):
+    """Run one data job through ``run`` (a service taking the task id and the claim
+    arguments): a redelivered message (its worker child was killed: acks late + reject on
+    worker lost) waits a moment for the dead attempt's lock, then takes the job over;
+    transient database errors retry with backoff, carrying the attempt they claimed."""
+    redelivered = bool((celery_task.request.delivery_info or {}).get("redelivered"))
     try:
-        task = services.dataset_version_build(
-            task_id=task_id,
-            celery_task_id=self.request.id,
+        return run(
+            task_id,
+            celery_task_id=celery_task.request.id,
             claim_attempt=claim_attempt,
             lock_wait_seconds=services.REDELIVERY_LOCK_WAIT_SECONDS if redelivered else 0.0,
         )
     except services.TRANSIENT_DATABASE_ERRORS as error:
-        if self.request.retries >= self.max_retries:
-            services.dataset_task_fail(
-                task_id, f"database unavailable after {self.request.retries} retries: {error}; resume the task"
-            )
+        retries = celery_task.request.retries
+        if retries >= celery_task.max_retries:
+            services.dataset_task_fail(task_id, f"database unavailable after {retries} retries: {error}; resume the task")
             raise
-        delay = DB_RETRY_DELAYS_SECONDS[min(self.request.retries, len(DB_RETRY_DELAYS_SECONDS) - 1)]
+        delay = DB_RETRY_DELAYS_SECONDS[min(retries, len(DB_RETRY_DELAYS_SECONDS) - 1)]
         retry_kwargs = {"task_id": task_id, "claim_attempt": getattr(error, "claim_attempt", None)}
-        raise self.retry(exc=error, countdown=delay, kwargs=retry_kwargs) from error
+        raise celery_task.retry(exc=error, countdown=delay, kwargs=retry_kwargs) from error
+
+
+@shared_task(bind=True, acks_late=True, max_retries=len(DB_RETRY_DELAYS_SECONDS))
+def build_dataset_version(self, task_id: str, claim_attempt: int | None = None) -> dict:
+    """Build the dataset version of ``DatasetTask`` ``task_id`` (idempotent)."""
+    task = _run_job(self, lambda task_id, **claim: services.dataset_version_build(task_id=task_id, **claim),
+                    task_id, claim_attempt)
     return {
         "task_id": str(task.pk),
         "status": task.status,
         "dataset_id": str(task.dataset_version_id) if task.dataset_version_id else None,
         "error": task.error or None,
     }
+
+
+@shared_task(bind=True, acks_late=True, max_retries=len(DB_RETRY_DELAYS_SECONDS))
+def run_curation_task(self, task_id: str, claim_attempt: int | None = None) -> dict:
+    """Run the curation task ``task_id`` (cleaning, deduplication, augmentation, import;
+    idempotent): the same delivery, takeover and retry rules as builds."""
+    task = _run_job(self, services.curation_task_run, task_id, claim_attempt)
+    return {"task_id": str(task.pk), "type": task.type, "status": task.status, "error": task.error or None}
 
 
 @shared_task(acks_late=True, queue="default")

@@ -26,7 +26,7 @@ from core.roles import can_manage_datasets
 from datasets import selectors, services
 from datasets.embedding_registry import EmbeddingRegistryError
 from datasets.forms import DatasetBuildForm
-from datasets.models import DatasetTask, DatasetTaskStatus, DatasetVersion, Split
+from datasets.models import DatasetTask, DatasetTaskStatus, DatasetTaskType, DatasetVersion, Split
 
 VERSIONS_PAGE_SIZE = 50
 TASKS_SHOWN = 20
@@ -47,8 +47,9 @@ def _version_with_tasks(version_id) -> DatasetVersion:
 
 
 def _latest_task(version: DatasetVersion) -> DatasetTask | None:
-    tasks = list(version.tasks.all())
-    return tasks[0] if tasks else None
+    """The version's latest build task (an augmentation task of a ready version is not its build)."""
+    builds = [task for task in version.tasks.all() if task.type == DatasetTaskType.BUILD]
+    return builds[0] if builds else None
 
 
 def _version_name(version: DatasetVersion) -> str:

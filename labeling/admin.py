@@ -23,7 +23,7 @@ from core.admin_display import ReadOnlyAdminMixin, pretty_json, titled_filter, t
 from core.roles import can_write_machine_labels
 from labeling import admin_label_import
 from labeling.admin_import import import_view
-from labeling.models import VOTING_SOURCES, EffectiveLabel, Label, LabelSource, Review, Video
+from labeling.models import VOTING_SOURCES, BulkLabelOperation, EffectiveLabel, Guideline, Label, LabelSource, Review, Video
 from labeling.selectors import video_reference_condition
 
 # The admin's left navigation takes 300 px of a 1366 px screen (with the filters' 240 px,
@@ -426,3 +426,30 @@ class ReviewAdmin(VideoReferenceSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmi
     @admin.display(description="note")
     def short_note(self, review):
         return truncated(review.note, 60)
+
+
+@admin.register(Guideline)
+class GuidelineAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The guideline's versions, read-only: a new version is published from the guideline
+    page (labeling.guidelines.guideline_publish), never edited in place."""
+
+    list_display = ("version", "change_note", "created_by", "created_at")
+    fields = ("version", "body", "change_note", "created_by", "created_at")
+    readonly_fields = fields
+    list_select_related = ("created_by",)
+
+
+@admin.register(BulkLabelOperation)
+class BulkLabelOperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Bulk labelings, read-only: the audit of who labeled which filtered set (written by
+    the bulk label page or API, labeling.bulk_labels)."""
+
+    list_display = ("id", "created_by", "answer", "description", "previewed_count", "labels_written", "created_at")
+    fields = ("created_by", "value", "filter", "description", "previewed_count", "labels_written", "created_at")
+    readonly_fields = fields
+    list_select_related = ("created_by",)
+    ordering = ["-created_at", "-id"]
+
+    @admin.display(description="answer", ordering="value")
+    def answer(self, operation):
+        return yes_no(operation.value)

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from core.roles import can_write_machine_labels
 from labeling.admin_import import import_result_messages
 from labeling.label_import import FORMATS, ImportFileError, import_labels
 
 TEMPLATE = "admin/labeling/label/import.html"
+#: Uploads above this are imported in the background (``/datasets/tasks/label-import/``):
+#: a million rows take about a minute, longer than a request should.
+BACKGROUND_IMPORT_BYTES = 5 * 1024 * 1024
 
 
 class LabelImportForm(forms.Form):
@@ -38,6 +43,10 @@ def import_view(model_admin, request):
     """GET: the upload form. POST: import, then the same page with the summary and errors."""
     if not can_write_machine_labels(request.user):
         raise PermissionDenied
+    if request.method == "POST" and int(request.META.get("CONTENT_LENGTH") or 0) > BACKGROUND_IMPORT_BYTES:
+        # A large file goes to the background import (a datasets task, which labeling must
+        # not import: a URL name only). 307: the browser posts the same form there.
+        return HttpResponseRedirect(reverse("datasets:curation-label-import"), status=307)
     result = None
     status = 200
     if request.method == "POST":

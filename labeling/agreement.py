@@ -7,13 +7,16 @@ Definitions (DESIGN.md §3):
   DESC``): the ``labeling_effectivelabel`` view, which the consensus view reads too.
   Labels a model wrote (``source = 'model'``) are no rater's answer and count nowhere.
 * **Percent agreement** and **Cohen's kappa** are computed for every pair of labelers
-  over the videos on which both have an effective label.
+  over the videos on which both have an effective label, from the pair's 2×2 table that
+  the triggers keep (``LabelerPairStats``, migration 0011) — never a self-join of labels.
 * **Fleiss' kappa** is computed over the whole corpus from each video's vote counts
   (videos with at least two effective labels), with a varying number of raters per
-  video.
+  video. The counters and Fleiss read the per-video counts the triggers keep
+  (``VideoLabelStats``), not the consensus view: one pass over a narrow table.
 
 Everything is set-based: :func:`agreement_summary` costs a constant number of queries
-(four) whatever the number of videos, labels or users. The pure functions
+(four) whatever the number of videos, labels or users; a labeler's page two (their
+``LabelerConsensusStats`` row and their pairs). The pure functions
 (:func:`cohen_kappa`, :func:`percent_agreement`, :func:`fleiss_kappa`,
 :func:`fleiss_kappa_weighted`, :func:`interpret_kappa`) take no database and do exact
 rational arithmetic, converting to ``float`` only at the end.
@@ -27,9 +30,16 @@ from fractions import Fraction
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q, QuerySet, Sum
 
-from labeling.models import VOTING_SOURCES, Label, VideoConsensus
+from labeling.models import (
+    VOTING_SOURCES,
+    Label,
+    LabelerConsensusStats,
+    LabelerPairStats,
+    Video,
+    VideoLabelStats,
+)
 
 # --------------------------------------------------------------------------- maths
 
@@ -211,37 +221,29 @@ class PairAgreement:
         )
 
 
-def pair_agreement_tables() -> list[PairAgreement]:
-    """Every pair of labelers with at least one video both effectively labeled.
+def pair_agreement_tables(*, user_id: int | None = None) -> list[PairAgreement]:
+    """Every pair of labelers with at least one video both effectively labeled (only the
+    pairs of ``user_id`` when given).
 
-    One query: effective labels (DISTINCT ON), self-joined on the video with
-    ``a.user_id < b.user_id``, grouped by the pair with filtered counts, joined to the
-    user table for the usernames. Ordered by (user_a_id, user_b_id).
+    One query over the pairs' 2×2 tables the triggers keep (``LabelerPairStats``: as
+    many rows as pairs of labelers, whatever the number of videos), joined to the user
+    table for the usernames. Ordered by (user_a_id, user_b_id).
     """
     user_model = get_user_model()
     user_table = connection.ops.quote_name(user_model._meta.db_table)
     username_column = connection.ops.quote_name(user_model._meta.get_field(user_model.USERNAME_FIELD).column)
+    only_user = "AND (p.user_a_id = %(user)s OR p.user_b_id = %(user)s)" if user_id is not None else ""
     sql = f"""
-        WITH pairs AS (
-            SELECT a.user_id AS user_a_id,
-                   b.user_id AS user_b_id,
-                   count(*) FILTER (WHERE a.value AND b.value) AS both_yes,
-                   count(*) FILTER (WHERE a.value AND NOT b.value) AS a_yes_b_no,
-                   count(*) FILTER (WHERE NOT a.value AND b.value) AS a_no_b_yes,
-                   count(*) FILTER (WHERE NOT a.value AND NOT b.value) AS both_no
-            FROM labeling_effectivelabel a
-            JOIN labeling_effectivelabel b ON b.video_id = a.video_id AND a.user_id < b.user_id
-            GROUP BY a.user_id, b.user_id
-        )
         SELECT p.user_a_id, ua.{username_column}, p.user_b_id, ub.{username_column},
                p.both_yes, p.a_yes_b_no, p.a_no_b_yes, p.both_no
-        FROM pairs p
+        FROM {connection.ops.quote_name(LabelerPairStats._meta.db_table)} p
         JOIN {user_table} ua ON ua.id = p.user_a_id
         JOIN {user_table} ub ON ub.id = p.user_b_id
+        WHERE p.both_yes + p.a_yes_b_no + p.a_no_b_yes + p.both_no > 0 {only_user}
         ORDER BY p.user_a_id, p.user_b_id
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql)
+        cursor.execute(sql, {"user": user_id})
         rows = cursor.fetchall()
     return [
         PairAgreement.from_table(a_id, a_name, b_id, b_name, AgreementTable(yy, yn, ny, nn))
@@ -255,8 +257,8 @@ def vote_histogram() -> list[tuple[int, int, int]]:
         cursor.execute(
             """
             SELECT positive_votes, negative_votes, count(*)
-            FROM labeling_videoconsensus
-            WHERE positive_votes + negative_votes >= 2
+            FROM labeling_videolabelstats
+            WHERE total_votes >= 2
             GROUP BY 1, 2
             ORDER BY 1, 2
             """
@@ -286,28 +288,40 @@ def overall_fleiss() -> FleissSummary:
 
 @dataclass(frozen=True)
 class CorpusCounts:
+    """The corpus counters. Every labeled video is in exactly one of consensus yes,
+    consensus no and open ties: ``consensus_positive + consensus_negative + ties ==
+    labeled_videos`` (a tie a review settled counts under the review's answer)."""
+
     videos: int
     labeled_videos: int  # videos with at least one effective label
     labels: int  # non-retracted human (and imported) labels, history included
     effective_labels: int  # one per (video, user) at most
-    consensus_positive: int  # consensus "yes" (a review overrides the vote)
+    consensus_positive: int  # labeled videos whose consensus is "yes" (a review overrides the vote)
     consensus_negative: int
-    ties: int  # votes tied (reviewed or not)
+    ties: int  # open ties: votes tied and no review settled them
+    ties_settled: int  # votes tied, settled by a review (counted in positive/negative)
     inconsistent: int  # effective labels disagree and no review resolved it
     reviewed: int  # videos with at least one review
 
 
 def corpus_counts() -> CorpusCounts:
-    """Corpus-wide counters: one aggregate over the consensus view plus one label count."""
-    totals = VideoConsensus.objects.aggregate(
+    """Corpus-wide counters: one aggregate over the per-video vote counts the triggers
+    keep (``VideoLabelStats``, the consensus view's numbers) plus one label count."""
+    labeled = Q(total_votes__gt=0)
+    tie = Q(total_votes__gt=0, positive_votes=F("negative_votes"))
+    reviewed = Q(review_value__isnull=False)
+    consensus_yes = Q(review_value=True) | (~reviewed & Q(positive_votes__gt=F("negative_votes")))
+    consensus_no = Q(review_value=False) | (~reviewed & Q(negative_votes__gt=F("positive_votes")))
+    totals = VideoLabelStats.objects.aggregate(
         videos=Count("pk"),
-        labeled_videos=Count("pk", filter=Q(total_votes__gt=0)),
+        labeled_videos=Count("pk", filter=labeled),
         effective_labels=Sum("total_votes", default=0),
-        consensus_positive=Count("pk", filter=Q(value=True)),
-        consensus_negative=Count("pk", filter=Q(value=False)),
-        ties=Count("pk", filter=Q(is_tie=True)),
+        consensus_positive=Count("pk", filter=labeled & consensus_yes),
+        consensus_negative=Count("pk", filter=labeled & consensus_no),
+        ties=Count("pk", filter=tie & ~reviewed),
+        ties_settled=Count("pk", filter=tie & reviewed),
         inconsistent=Count("pk", filter=Q(is_inconsistent=True)),
-        reviewed=Count("pk", filter=Q(review__isnull=False)),
+        reviewed=Count("pk", filter=reviewed),
     )
     labels = Label.objects.filter(retracted_at__isnull=True, source__in=VOTING_SOURCES).count()
     return CorpusCounts(labels=labels, **{key: int(value) for key, value in totals.items()})
@@ -323,3 +337,129 @@ class AgreementSummary:
 def agreement_summary() -> AgreementSummary:
     """Everything the agreement dashboard shows, in four queries whatever the corpus size."""
     return AgreementSummary(counts=corpus_counts(), pairs=pair_agreement_tables(), fleiss=overall_fleiss())
+
+
+# ------------------------------------------------------------- one labeler, one pair
+
+
+@dataclass(frozen=True)
+class PeerAgreement:
+    """One labeler's agreement with another, seen from the first."""
+
+    other_id: int
+    other: str
+    n: int
+    percent_agreement: float | None
+    kappa: float | None
+    interpretation: str
+    pair: PairAgreement
+
+
+@dataclass(frozen=True)
+class ConsensusAgreement:
+    """How often a labeler's effective labels match the consensus, over the videos where
+    the consensus is more than their own vote: at least two effective labels, or a review."""
+
+    compared: int
+    agreed: int
+
+    @property
+    def percent(self) -> float | None:
+        return float(Fraction(100 * self.agreed, self.compared)) if self.compared else None
+
+
+@dataclass(frozen=True)
+class LabelerAgreement:
+    user_id: int
+    labeled: int  # videos with an effective label of theirs
+    consensus: ConsensusAgreement
+    peers: list[PeerAgreement]
+
+
+def consensus_agreement(user_id: int) -> tuple[int, ConsensusAgreement]:
+    """``(labeled, agreement with consensus)`` of one labeler: one row the triggers keep
+    (``LabelerConsensusStats``, the consensus view's rule), however many labels."""
+    row = LabelerConsensusStats.objects.filter(user_id=user_id).values_list("labeled", "compared", "agreed").first()
+    labeled, compared, agreed = row or (0, 0, 0)
+    return int(labeled), ConsensusAgreement(compared=int(compared), agreed=int(agreed))
+
+
+def labeler_agreement(user_id: int) -> LabelerAgreement:
+    """A labeler's own view: videos labeled, agreement with consensus and Cohen's κ with
+    each labeler they share videos with. Two queries."""
+    labeled, consensus = consensus_agreement(user_id)
+    peers = []
+    for pair in pair_agreement_tables(user_id=user_id):
+        mine_first = pair.user_a_id == user_id
+        peers.append(PeerAgreement(
+            other_id=pair.user_b_id if mine_first else pair.user_a_id,
+            other=pair.user_b if mine_first else pair.user_a,
+            n=pair.n, percent_agreement=pair.percent_agreement, kappa=pair.kappa,
+            interpretation=pair.interpretation, pair=pair,
+        ))
+    return LabelerAgreement(user_id=user_id, labeled=labeled, consensus=consensus, peers=peers)
+
+
+# Up to this many common videos, a page of a pair's disagreements is found through the GIN
+# index on voter_ids and sorted (~20 ms at 20k); above, by walking the videos in aid order
+# until 50 differ (those pairs differ often enough to stop early). The planner cannot tell:
+# it misjudges how many common videos differ, and walked a million videos for a pair with 5.
+SPARSE_PAIR_VIDEOS = 20_000
+
+
+class PairDisagreements:
+    """The videos where the effective labels of two labelers differ, by aid, each with
+    ``a_value`` and ``b_value`` and its consensus: what a ``Paginator`` pages. The count is
+    the pair's off-diagonal cells (``LabelerPairStats``, one row); a page is one query over
+    the vote counts (``voter_ids @> {a, b}``), never a scan of the labels."""
+
+    def __init__(self, user_a_id: int, user_b_id: int):
+        self.user_a_id, self.user_b_id = user_a_id, user_b_id
+        self._cells: tuple[int, int] | None = None
+
+    def _pair_cells(self) -> tuple[int, int]:
+        """``(videos both labeled, videos they answered differently)``, read once."""
+        if self._cells is None:
+            low, high = sorted((self.user_a_id, self.user_b_id))
+            row = (
+                LabelerPairStats.objects.filter(user_a_id=low, user_b_id=high)
+                .values_list("both_yes", "a_yes_b_no", "a_no_b_yes", "both_no")
+                .first()
+            )
+            both_yes, a_yes_b_no, a_no_b_yes, both_no = row or (0, 0, 0, 0)
+            self._cells = (both_yes + a_yes_b_no + a_no_b_yes + both_no, a_yes_b_no + a_no_b_yes)
+        return self._cells
+
+    def count(self) -> int:
+        return self._pair_cells()[1]
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def _differing(self, rows: QuerySet, prefix: str = "") -> QuerySet:
+        """``rows`` (stats, or videos through ``prefix``) where both voted and only one said yes,
+        annotated with ``a_value`` and ``b_value``."""
+
+        def says_yes(user_id: int):
+            return ExpressionWrapper(Q(**{f"{prefix}yes_voter_ids__contains": [user_id]}), output_field=BooleanField())
+
+        return (
+            rows.filter(**{f"{prefix}voter_ids__contains": [self.user_a_id, self.user_b_id]})
+            .annotate(a_value=says_yes(self.user_a_id), b_value=says_yes(self.user_b_id))
+            .exclude(a_value=F("b_value"))
+        )
+
+    def __getitem__(self, index: slice) -> list[Video]:
+        common, _ = self._pair_cells()
+        if common <= SPARSE_PAIR_VIDEOS:
+            page = self._differing(VideoLabelStats.objects.all()).order_by("aid").values("video_id")[index]
+            videos = self._differing(Video.objects.filter(pk__in=page), "label_stats__")
+        else:
+            videos = self._differing(Video.objects.all(), "label_stats__")
+        videos = videos.select_related("consensus").order_by("aid")
+        return list(videos if common <= SPARSE_PAIR_VIDEOS else videos[index])
+
+
+def pair_disagreements(user_a_id: int, user_b_id: int) -> PairDisagreements:
+    """What the pair drill-down pages: see :class:`PairDisagreements`."""
+    return PairDisagreements(user_a_id, user_b_id)

@@ -17,20 +17,38 @@ from rest_framework.views import APIView
 from core.api.bounds import MAX_BIGINT
 from core.api.query_params import parse_query
 from core.permissions import CanLabel
-from labeling import selectors, services
+from labeling import review_selectors, selectors, services
 from labeling.models import LabelSource, Video
 
 
 class ConsensusOutput(serializers.Serializer):
-    consensus = serializers.BooleanField(source="value", allow_null=True)
-    positive_votes = serializers.IntegerField()
-    negative_votes = serializers.IntegerField()
-    is_tie = serializers.BooleanField()
-    is_inconsistent = serializers.BooleanField()
-    reviewed = serializers.SerializerMethodField()
+    """A video's consensus. Blind labeling: for a labeler who has not voted on the video,
+    ``hidden`` is true and every other field is null (reviewers and admins always see it)."""
 
-    def get_reviewed(self, consensus) -> bool:
+    consensus = serializers.BooleanField(source="value", allow_null=True)
+    positive_votes = serializers.IntegerField(allow_null=True)
+    negative_votes = serializers.IntegerField(allow_null=True)
+    is_tie = serializers.BooleanField(allow_null=True)
+    is_inconsistent = serializers.BooleanField(allow_null=True)
+    reviewed = serializers.SerializerMethodField()
+    hidden = serializers.SerializerMethodField()
+
+    def get_reviewed(self, consensus) -> bool | None:
         return consensus.review_id is not None
+
+    def get_hidden(self, consensus) -> bool:
+        return False
+
+    def to_representation(self, consensus):
+        visible = self.context.get("visible_video_ids")
+        if visible is not None and consensus.video_id not in visible:
+            return {**{name: None for name in self.fields}, "hidden": True}
+        return super().to_representation(consensus)
+
+
+def _blind_context(request, video_ids) -> dict:
+    """``visible_video_ids`` for the serializers: None (all) for reviewers and admins."""
+    return {"visible_video_ids": review_selectors.visible_vote_video_ids(request.user, video_ids)}
 
 
 class VideoOutput(serializers.ModelSerializer):
@@ -53,13 +71,16 @@ class SearchQuery(serializers.Serializer):
 
 class VideoListQuery(SearchQuery):
     consensus = serializers.ChoiceField(choices=["true", "false", "none"], required=False,
-                                        help_text='"none": no consensus yet (unlabeled, tied or disputed)')
-    inconsistent = serializers.BooleanField(required=False)
+                                        help_text='"none": no consensus yet (unlabeled, tied or disputed); '
+                                                  "for a labeler, among the videos they voted on")
+    inconsistent = serializers.BooleanField(required=False, help_text="for a labeler, among the videos they voted on")
     labeled = serializers.BooleanField(required=False)
 
 
 class VideoListApi(ListAPIView):
-    """Videos with their consensus; filter with ?search=, ?consensus=true|false|none, ?inconsistent=, ?labeled=."""
+    """Videos with their consensus; filter with ?search=, ?consensus=true|false|none, ?inconsistent=, ?labeled=.
+    Blind labeling: a labeler sees the consensus only of videos they voted on, and the
+    consensus filters match only those."""
 
     serializer_class = VideoOutput
 
@@ -69,12 +90,20 @@ class VideoListApi(ListAPIView):
 
     def get_queryset(self):
         query = parse_query(self.request, VideoListQuery)
-        return selectors.videos_filtered(
+        videos = selectors.videos_filtered(
             search=query.get("search", ""),
             consensus=query.get("consensus"),
             inconsistent=query.get("inconsistent"),
             labeled=query.get("labeled"),
         )
+        if "consensus" in query or "inconsistent" in query:
+            videos = review_selectors.voted_by(videos, self.request.user)
+        return videos
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
+        context = {**self.get_serializer_context(), **_blind_context(request, [video.pk for video in page])}
+        return self.get_paginated_response(VideoOutput(page, many=True, context=context).data)
 
 
 class LabelCreateApi(APIView):
@@ -110,7 +139,8 @@ class LabelCreateApi(APIView):
 
 
 class InconsistentVideoListApi(ListAPIView):
-    """Videos whose effective labels disagree and no review resolved, with each user's label."""
+    """Videos whose effective labels disagree and no review resolved, with each user's label.
+    Blind labeling: a labeler gets only the conflicts they voted on themselves."""
 
     class Output(VideoOutput):
         effective_labels = serializers.SerializerMethodField()
@@ -132,7 +162,8 @@ class InconsistentVideoListApi(ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
-        return selectors.inconsistent_videos(search=parse_query(self.request, SearchQuery).get("search", ""))
+        videos = selectors.inconsistent_videos(search=parse_query(self.request, SearchQuery).get("search", ""))
+        return review_selectors.voted_by(videos, self.request.user)
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())
@@ -158,7 +189,8 @@ class ConsensusQuery(serializers.Serializer):
 
 
 class ConsensusApi(APIView):
-    """Consensus for a list of aids: POST {"aids": [...]} or GET ?aids=1,2,3."""
+    """Consensus for a list of aids: POST {"aids": [...]} or GET ?aids=1,2,3. Blind
+    labeling: for a labeler, the aids they have not voted on come back ``hidden``."""
 
     class Input(serializers.Serializer):
         aids = serializers.ListField(
@@ -183,16 +215,19 @@ class ConsensusApi(APIView):
         data.is_valid(raise_exception=True)
         aids = data.validated_data["aids"]
         found = selectors.consensus_by_aid(aids)
+        context = _blind_context(self.request, [row.video_id for row in found.values()])
         return Response({
-            "results": {str(aid): ConsensusOutput(row).data for aid, row in found.items()},
+            "results": {str(aid): ConsensusOutput(row, context=context).data for aid, row in found.items()},
             "missing": sorted(set(aids) - set(found)),
         })
 
 
 class VideoDetailApi(APIView):
+    """A video and its consensus (hidden from a labeler who has not voted on it)."""
+
     @extend_schema(responses={200: VideoOutput})
     def get(self, request, aid: int):
         video = selectors.video_by_aid(aid)
         if video is None:
             raise exceptions.NotFound(f"no video with aid {aid}")
-        return Response(VideoOutput(video).data)
+        return Response(VideoOutput(video, context=_blind_context(request, [video.pk])).data)

@@ -11,11 +11,13 @@ counts and the rejected rows (``row_errors``: line and reason, at most
 written. ``atomic=false`` writes the good rows and lists the bad ones in a 200/201.
 201 when labels were written, else 200 (a re-import: every row already present). A file
 that cannot be read at all is a 400 ``{"detail": ...}`` with nothing written. Admins
-only: the import creates users.
+only: the import creates users. ``?background=1`` answers a 307 to
+``POST /api/v1/curation/label-import`` (the upload is stored and imported by a task).
 """
 
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.fields import empty
@@ -137,6 +139,11 @@ class LabelImportApi(APIView):
         },
     )
     def post(self, request):
+        if request.query_params.get("background") in ("1", "true"):
+            # The background import is a datasets task (datasets sits above labeling, which
+            # must not import it): send the same upload there, by URL name.
+            return Response(status=status.HTTP_307_TEMPORARY_REDIRECT,
+                            headers={"Location": reverse("api-v1:curation-label-import")})
         is_upload = hasattr(request.data, "getlist")
         if is_upload and "file" not in request.FILES:
             return _bad_request('file: upload a file (multipart field "file") or send JSON {"labels": [...]}')

@@ -5,7 +5,11 @@ same 400s. The views around it only choose the next card.
 
 A vote on a video the labeler already answered is never written silently: the page may
 be a stale copy (Back after opening a video's history), so the answer comes back as the
-same card asking to confirm the change (``confirm_change=1``)."""
+same card asking to confirm the change (``confirm_change=1``).
+
+Besides yes and no a labeler can pass on a card: "unsure" (with an optional comment
+reviewers see) or skip, both persisted (``labeling.passes``). Everything written from a
+card records the guideline version the card was shown with (its ``guideline`` field)."""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from django.contrib import messages
 from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
-from labeling import selectors, services
-from labeling.forms import AnswerForm
-from labeling.models import Video
+from labeling import passes, selectors, services
+from labeling.forms import AnswerForm, UnsureForm
+from labeling.guidelines import guideline_for_card
+from labeling.models import PassReason, Video
 
 
 def form_errors_response(form: forms.Form) -> HttpResponseBadRequest:
@@ -49,7 +54,59 @@ def answer_record(request, card: forms.Form) -> HttpResponse | None:
         if previous is not None:  # the same answer again (a stale card): nothing to write
             messages.info(request, f"You had already labeled av{video.aid} {'yes' if value else 'no'}.")
             return None
-    services.label_create(video=video, user=request.user, value=value)
+    services.label_create(video=video, user=request.user, value=value,
+                          guideline=guideline_for_card(request.POST.get("guideline")))
+    passes.pass_clear(user=request.user, video=video)
+    return None
+
+
+def _card_video(request, card: forms.Form) -> Video | None:
+    video = Video.objects.filter(pk=card.cleaned_data["video_id"]).first()
+    if video is None:
+        messages.error(request, f"Video {card.cleaned_data['video_id']} does not exist (deleted meanwhile?).")
+    return video
+
+
+def unsure_record(request, card: forms.Form) -> HttpResponse | None:
+    """Write the "unsure" answer posted with ``card`` (and its optional comment) and return
+    None (the view shows the next card), or a 400 naming the bad field. On a video the
+    user already voted on it replaces the vote only from the card of an earlier answer
+    (←, ``confirm_change=1``); otherwise it says so and writes nothing."""
+    unsure = UnsureForm(request.POST)
+    for form in (card, unsure):
+        if not form.is_valid():
+            return form_errors_response(form)
+    video = _card_video(request, card)
+    if video is None:
+        return None
+    comment = unsure.cleaned_data["comment"]
+    guideline = guideline_for_card(request.POST.get("guideline"))
+    previous = selectors.my_effective_label(user=request.user, video=video)
+    if previous is None:
+        passes.label_pass(user=request.user, video=video, reason=PassReason.UNSURE, comment=comment, guideline=guideline)
+    elif unsure.cleaned_data["confirm_change"]:
+        passes.unsure_replacing_vote(user=request.user, video=video, comment=comment, guideline=guideline)
+        messages.info(request, f"Changed your “{'yes' if previous.value else 'no'}” on av{video.aid} to “unsure”.")
+    else:
+        messages.info(request, f"You had already labeled av{video.aid} {'yes' if previous.value else 'no'}: "
+                               "to change it to unsure, go back to it with ←.")
+    return None
+
+
+def skip_record(request, card: forms.Form) -> HttpResponse | None:
+    """Persist a skip of the card's video (the queue does not serve it to the user again,
+    also after logout); a 400 for a malformed card. Skipping a video the user already
+    answered (a stale card, or the card of an earlier answer) keeps the answer: nothing
+    is written."""
+    if not card.is_valid():
+        return form_errors_response(card)
+    video = _card_video(request, card)
+    if video is None or request.POST.get("confirm_change") == "1":
+        return None
+    if selectors.my_effective_label(user=request.user, video=video) is not None:
+        return None
+    passes.label_pass(user=request.user, video=video, reason=PassReason.SKIP,
+                      guideline=guideline_for_card(request.POST.get("guideline")))
     return None
 
 
@@ -64,11 +121,11 @@ def _confirm_change(request, card: forms.Form, *, video: Video, previous, value:
 
 
 def answer_undo(request) -> Video | None:
-    """Undo the user's last label and say so; the video to show again (``None``: nothing
-    to undo)."""
-    label = services.label_undo_last(user=request.user)
-    if label is None:
+    """Undo the user's last answer (a vote, an "unsure" or a skip) and say so; the video to
+    show again (``None``: nothing to undo)."""
+    undone = passes.answer_undo_last(user=request.user)
+    if undone is None:
         messages.info(request, "Nothing to undo.")
         return None
-    messages.info(request, f"Undid your “{'yes' if label.value else 'no'}” on av{label.video.aid}.")
-    return label.video
+    messages.info(request, f"Undid your “{undone.answer}” on av{undone.video.aid}.")
+    return undone.video

@@ -1,6 +1,8 @@
 """The corpus and its labels. Consensus is derived (a database view), never stored twice."""
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -314,3 +316,162 @@ class BulkLabelOperation(models.Model):
 
     def __str__(self) -> str:
         return f"bulk label {self.pk}: {_yes_no(self.value)} on {self.labels_written} videos"
+
+
+class VideoLabelStats(models.Model):
+    """Each video's votes as ``labeling_videoconsensus`` computes them, kept up to date by
+    PostgreSQL triggers (migration 0010) on every write of labels, reviews and videos —
+    statement-level, so a million-row import recomputes each touched video once. The
+    queues and counters read this table through its indexes instead of the view.
+    Never written from Python."""
+
+    video = models.OneToOneField(Video, primary_key=True, on_delete=models.CASCADE, related_name="label_stats")
+    aid = models.BigIntegerField(help_text="The video's aid, copied: the unlabeled queue's order")
+    queue_key = models.IntegerField(help_text="Random, fixed at creation: where a random walk of the queue starts")
+    positive_votes = models.IntegerField(default=0)
+    negative_votes = models.IntegerField(default=0)
+    total_votes = models.IntegerField(default=0)
+    voter_ids = ArrayField(models.BigIntegerField(), default=list, help_text="Users with an effective label, sorted")
+    yes_voter_ids = ArrayField(
+        models.BigIntegerField(), default=list, help_text="Users whose effective label is yes, sorted (migration 0011)"
+    )
+    review_value = models.BooleanField(null=True, help_text="The latest review's answer; null: never reviewed")
+    is_inconsistent = models.BooleanField(default=False)
+    review_requested = models.BooleanField(default=False, help_text="An open ReviewRequest exists")
+    agreement = models.FloatField(null=True)
+    low_agreement_tier = models.SmallIntegerField(
+        null=True, help_text="The low-agreement queue's order: open conflicts by agreement, then the rest; null: no votes"
+    )
+    last_labeled_at = models.DateTimeField(null=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # Unlabeled queue: closest to the overlap target first, then aid (its head).
+            models.Index(fields=["total_votes", "aid"], name="labelstats_unlabeled_idx"),
+            # Unlabeled (random start) and random queues: a walk from a random key per vote count.
+            models.Index(fields=["total_votes", "queue_key"], name="labelstats_random_idx"),
+            # Low-agreement queue: by tier, from a random key within it.
+            models.Index(
+                fields=["low_agreement_tier", "queue_key"], condition=Q(low_agreement_tier__isnull=False),
+                name="labelstats_low_agree_idx",
+            ),
+            # Review queue: open conflicts and requested reviews, by votes / recency.
+            models.Index(
+                fields=["-total_votes", "aid"], condition=Q(is_inconsistent=True) | Q(review_requested=True),
+                name="labelstats_conflicts_idx",
+            ),
+            models.Index(
+                fields=["-last_labeled_at", "aid"], condition=Q(is_inconsistent=True) | Q(review_requested=True),
+                name="labelstats_recent_conflict_idx",
+            ),
+            models.Index(fields=["aid"], condition=Q(review_requested=True), name="labelstats_requested_idx"),
+            # A pair's disagreements: the videos both voted on (``voter_ids @> ARRAY[a, b]``).
+            GinIndex(fields=["voter_ids"], name="labelstats_voters_gin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"votes of {self.video_id}: {self.positive_votes} yes, {self.negative_votes} no"
+
+
+class VoteCountVideos(models.Model):
+    """How many videos have exactly ``total_votes`` effective labels (trigger-maintained
+    from ``VideoLabelStats``): "videos still needing votes" without counting them."""
+
+    total_votes = models.IntegerField(primary_key=True)
+    videos = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.videos} videos with {self.total_votes} votes"
+
+
+class LabelerVoteCountVideos(models.Model):
+    """Per labeler: how many of the videos they voted on have exactly ``total_votes``
+    effective labels (trigger-maintained from ``VideoLabelStats.voter_ids``): their
+    total and what they did among the videos still needing votes, without a scan."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    total_votes = models.IntegerField()
+    videos = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "total_votes"], name="labelervotecount_one_per_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.videos} videos with {self.total_votes} votes"
+
+
+class LabelReservation(models.Model):
+    """A video handed to a labeler and not yet answered: others are not served it (unless
+    the overlap target needs them) until it is answered, passed or ``expires_at``."""
+
+    video = models.ForeignKey(Video, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    mode = models.CharField(max_length=20, help_text="The queue that served it")
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["video", "user"], name="labelreservation_one_per_user_video")]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="labelreservation_user_idx"),
+            models.Index(fields=["expires_at"], name="labelreservation_expiry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} holds {self.video_id} until {_when(self.expires_at)}"
+
+
+class LabelerPairStats(models.Model):
+    """Two labelers' 2×2 table over the videos both effectively labeled (Cohen's κ reads
+    it), kept by the triggers of ``VideoLabelStats`` (migration 0011): each changed video
+    takes its old pair cells out and puts its new ones in. Never written from Python.
+    A pair whose videos all went away keeps a row of zeros."""
+
+    user_a = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    user_b = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    both_yes = models.BigIntegerField(default=0)
+    a_yes_b_no = models.BigIntegerField(default=0)
+    a_no_b_yes = models.BigIntegerField(default=0)
+    both_no = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user_a", "user_b"], name="labelerpairstats_one_per_pair"),
+            models.CheckConstraint(condition=Q(user_a__lt=models.F("user_b")), name="labelerpairstats_ordered_pair"),
+        ]
+
+    def __str__(self) -> str:
+        agree, differ = self.both_yes + self.both_no, self.a_yes_b_no + self.a_no_b_yes
+        return f"{self.user_a_id}/{self.user_b_id}: {agree} agree, {differ} differ"
+
+
+class LabelerConsensusStats(models.Model):
+    """Per labeler: videos with their effective label, those where the consensus is more
+    than their own vote (≥ 2 effective labels or a review, and not an open tie), and how
+    many of those match it. Kept by the triggers of ``VideoLabelStats`` (migration 0011)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    labeled = models.BigIntegerField(default=0)
+    compared = models.BigIntegerField(default=0)
+    agreed = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.agreed} of {self.compared} match the consensus"
+
+
+class ReviewCounts(models.Model):
+    """The review queue's totals without a search, one row (``id = 1``): videos with an open
+    conflict (``is_inconsistent``) and with an open review request, kept by the triggers
+    of ``VideoLabelStats`` (migration 0011)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    conflicts = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="reviewcounts_single_row")]
+
+    def __str__(self) -> str:
+        return f"{self.conflicts} open conflicts, {self.requests} review requests"

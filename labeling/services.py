@@ -17,10 +17,10 @@ MAX_REVIEW_REQUEST_VIDEOS = 1000
 MAX_REVIEW_REQUEST_SOURCE_LENGTH = ReviewRequest._meta.get_field("source").max_length
 
 
-def label_create(*, video: Video, user, value: bool, source: str = LabelSource.HUMAN) -> Label:
+def label_create(*, video: Video, user, value: bool, source: str = LabelSource.HUMAN, guideline=None) -> Label:
     """Append a label. A repeated answer adds a row but never a second vote:
     consensus counts each user's latest human (or imported) label only; a ``model`` label
-    is history, never a vote."""
+    is history, never a vote. ``guideline``: the version the labeler was shown."""
     if not can_label(user):
         raise PermissionDenied("only labelers, reviewers and admins can label videos")
     if source not in LabelSource.values:
@@ -29,7 +29,7 @@ def label_create(*, video: Video, user, value: bool, source: str = LabelSource.H
         raise PermissionDenied(f"only admins can write labels with source {source!r}")
     if not isinstance(value, bool):
         raise ValidationError({"value": f"must be true or false (got {value!r})"})
-    return Label.objects.create(video=video, user=user, value=value, source=source)
+    return Label.objects.create(video=video, user=user, value=value, source=source, guideline=guideline)
 
 
 @transaction.atomic

@@ -1,28 +1,28 @@
-"""Labeling and review pages. Full pages on a normal request, partials for htmx.
+"""Labeling pages (the review pages are in ``review_views``). Full pages on a normal request, partials for htmx.
 
 The queue's pages and the history page change with every label: ``never_cache`` keeps
 the browser from showing a stored copy on Back (a stale card would relabel a video)."""
 
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
-from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, render
+from django.contrib import messages
+from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST, require_safe
+from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from core.partial_rendering import page_or_partial
-from core.permissions import labeler_required, reviewer_required
-from core.validation import validation_error_message
-from labeling import agreement, card_answers, selectors, services
-from labeling.forms import AnswerForm, CardForm
+from core.partial_rendering import page_or_partial, wants_partial
+from core.permissions import labeler_required
+from core.roles import ADMINS, user_has_role
+from labeling import card_answers, guidelines, passes, queue, selectors
+from labeling.forms import CardForm
 from labeling.models import Video
-from labeling.selectors import QueueMode, ReviewQueueShow
+from labeling.passes import PreviousAnswer
+from labeling.selectors import QueueMode
 
-SKIPPED_SESSION_KEY = "labeling_skipped_video_ids"
-MAX_REMEMBERED_SKIPS = 500
-REVIEW_PAGE_SIZE = 50
+# The page holds this many rendered cards after the one it shows.
+PREFETCH_DEPTH = 2
+MAX_HOLDING = 10
 
 
 def _mode(request) -> str:
@@ -30,23 +30,77 @@ def _mode(request) -> str:
     return mode if mode in QueueMode.values else QueueMode.UNLABELED
 
 
-def _skipped(request) -> list[int]:
-    return request.session.get(SKIPPED_SESSION_KEY, [])
-
-
-def _render_card(request, *, video: Video | None, mode: str):
+def _render_card(request, *, video: Video | None, mode: str, previous: PreviousAnswer | None = None,
+                 upcoming: list[Video] | None = None):
+    """The card for ``video`` with what the page around it needs: the progress counter, the
+    guideline it is shown with, and the next cards already rendered (prefetched: the page
+    swaps one in on a key press, without waiting for the answer's round trip)."""
+    guideline = guidelines.guideline_current()
     context = {
         "video": video,
         "mode": mode,
         "modes": QueueMode.choices,
         "progress": selectors.labeling_progress(user=request.user),
+        "guideline": guideline,
+        "previous_answer": previous,
+        "card_fields": [("confirm_change", "1"), ("previous", "1")] if previous else [],
+        "prefetch": _prefetch_context(request, mode=mode, holding=[video.pk] if video else [], count=PREFETCH_DEPTH,
+                                      guideline=guideline, upcoming=upcoming),
     }
+    if not wants_partial(request):
+        context["guideline_html"] = guidelines.guideline_html(guideline)
+        context["can_edit_guideline"] = user_has_role(request.user, ADMINS)
     return render(request, page_or_partial(request, "labeling/label.html", "card"), context)
 
 
+def _prefetch_context(request, *, mode: str, holding: list[int], count: int, guideline,
+                      upcoming: list[Video] | None = None) -> dict:
+    """The next ``count`` videos of the queue after the ones the page holds (``upcoming``
+    when the caller already has them), and whether the queue ran out before them. They
+    are reserved like the card shown (``labeling.queue``): a labeler's held reservations
+    come back first, so the cards the page holds are asked for and left out."""
+    count = max(count, 0)
+    if upcoming is None:
+        reserved = queue.queue_next_videos(user=request.user, mode=mode, count=len(holding) + count)
+        upcoming = [video for video in reserved if video.pk not in holding]
+    videos = upcoming[:count]
+    return {"videos": videos, "exhausted": len(videos) < count, "guideline": guideline}
+
+
+def _holding(request) -> list[int] | None:
+    """The videos the page still holds after a prefetched swap (the card it shows now and
+    its buffer), as it posts them; None: the post comes from a plain (htmx) button."""
+    raw = request.POST.get("holding")
+    if raw is None:
+        return None
+    ids = [int(part) for part in raw.split(",") if part.strip().isdigit()]
+    return ids[:MAX_HOLDING]
+
+
+def _after_answer(request, mode: str):
+    """What an answer's response holds: for a prefetching page, the cards that top its
+    buffer up (it already shows the next one) with the progress and messages; for a plain
+    post, the next card."""
+    holding = _holding(request)
+    if holding is None:
+        return _next_card(request, mode)
+    context = {
+        "mode": mode,
+        "progress": selectors.labeling_progress(user=request.user),
+        "prefetch": _prefetch_context(request, mode=mode, holding=holding, count=PREFETCH_DEPTH + 1 - len(holding),
+                                      guideline=guidelines.guideline_current()),
+    }
+    response = render(request, "labeling/label.html#prefetched", context)
+    response["X-Card-Outcome"] = "next"
+    return response
+
+
 def _next_card(request, mode: str):
-    video = selectors.labeling_queue_next(user=request.user, mode=mode, exclude_video_ids=_skipped(request))
-    return _render_card(request, video=video, mode=mode)
+    # Reserved for this labeler (labeling.queue), with the cards the page prefetches: a
+    # reload shows the same cards, and another labeler is not handed them meanwhile unless
+    # the overlap target needs them too.
+    videos = queue.queue_next_videos(user=request.user, mode=mode, count=1 + PREFETCH_DEPTH)
+    return _render_card(request, video=videos[0] if videos else None, mode=mode, upcoming=videos[1:])
 
 
 @never_cache
@@ -62,18 +116,27 @@ def label_page(request):
 @labeler_required
 def label_answer(request):
     refused = card_answers.answer_record(request, CardForm(request.POST))
-    return refused or _next_card(request, _mode(request))
+    return refused or _after_answer(request, _mode(request))
+
+
+def _pass_then_next(request, record_pass):
+    # The pass is persisted (labeling.passes): the queue never serves the video to them again.
+    refused = record_pass(request, CardForm(request.POST))
+    return refused or _after_answer(request, _mode(request))
 
 
 @never_cache
 @require_POST
 @labeler_required
 def label_skip(request):
-    card = CardForm(request.POST)
-    if not card.is_valid():
-        return card_answers.form_errors_response(card)
-    request.session[SKIPPED_SESSION_KEY] = (_skipped(request) + [card.cleaned_data["video_id"]])[-MAX_REMEMBERED_SKIPS:]
-    return _next_card(request, _mode(request))
+    return _pass_then_next(request, card_answers.skip_record)
+
+
+@never_cache
+@require_POST
+@labeler_required
+def label_unsure(request):
+    return _pass_then_next(request, card_answers.unsure_record)
 
 
 @never_cache
@@ -86,62 +149,16 @@ def label_undo(request):
     return _render_card(request, video=video, mode=_mode(request))
 
 
-@require_GET
-@vary_on_headers("HX-Request")
-@reviewer_required
-def review_list(request):
-    """The review queue: unresolved conflicts and videos with an open review request
-    (with the request's reason), a fixed number of queries whatever their number."""
-    search = request.GET.get("q", "").strip()
-    order = request.GET.get("order", "votes")
-    show = request.GET.get("show", ReviewQueueShow.ALL)
-    if show not in ReviewQueueShow.values:
-        show = ReviewQueueShow.ALL
-    page = Paginator(selectors.review_queue(search=search, order=order, show=show), REVIEW_PAGE_SIZE).get_page(
-        request.GET.get("page")
-    )
-    labels = selectors.effective_labels_by_video(video.pk for video in page.object_list)
-    rows = [{"video": video, "labels": labels.get(video.pk, [])} for video in page.object_list]
-    context = {"page": page, "rows": rows, "q": search, "order": order, "show": show,
-               "shows": ReviewQueueShow.choices, "counts": selectors.review_queue_counts(search=search)}
-    return render(request, page_or_partial(request, "labeling/review_list.html", "results"), context)
-
-
-@require_POST
-@reviewer_required
-def review_resolve(request, video_id: int):
-    video = get_object_or_404(Video, pk=video_id)
-    answer = AnswerForm(request.POST)
-    if not answer.is_valid():
-        return card_answers.form_errors_response(answer)
-    try:
-        review = services.review_create(
-            video=video, reviewer=request.user, value=answer.cleaned_data["value"],
-            note=answer.cleaned_data["note"], only_if_unresolved=True,
-        )
-    except ValidationError as error:
-        # 200, not 409: htmx swaps only 2xx responses by default, and the row must say why.
-        reason = validation_error_message(error, with_fields=False)
-        return render(request, "labeling/review_list.html#stale-row", {"video": video, "error": reason})
-    labels = selectors.effective_labels_by_video([video.pk]).get(video.pk, [])
-    return render(request, "labeling/review_list.html#resolved-row", {"row": {"video": video, "labels": labels}, "review": review})
-
-
 @never_cache
-@require_GET
-def video_detail(request, aid: int):
-    """A video's consensus and full history. Blind labeling: a labeler who has not voted
-    on it sees only the video and their own (undone) labels."""
-    video = get_object_or_404(Video.objects.select_related("consensus"), aid=aid)
-    labels, reviews = selectors.video_history(video)
-    if not selectors.can_see_votes(user=request.user, video=video):
-        own = [label for label in labels if label.user_id == request.user.pk]
-        return render(request, "labeling/video_detail.html", {"video": video, "labels": own, "blind": True})
-    effective = selectors.effective_labels_by_video([video.pk]).get(video.pk, [])
-    return render(request, "labeling/video_detail.html", {"video": video, "labels": labels, "reviews": reviews, "effective": effective})
-
-
-@require_safe
-def agreement_dashboard(request):
-    """Corpus counters, Cohen's kappa per labeler pair and Fleiss' kappa overall (constant queries)."""
-    return render(request, "labeling/agreement.html", {"summary": agreement.agreement_summary()})
+@require_POST
+@labeler_required
+def label_previous(request):
+    """←: the user's previous answer on its card, to change it. From the card of an
+    earlier answer, the one before that."""
+    card = CardForm(request.POST)
+    before = card.cleaned_data["video_id"] if card.is_valid() and request.POST.get("previous") == "1" else None
+    answer = passes.previous_answer(user=request.user, before_video_id=before)
+    if answer is None:
+        messages.info(request, "No earlier answer to go back to.")
+        return _next_card(request, _mode(request))
+    return _render_card(request, video=answer.video, mode=_mode(request), previous=answer)

@@ -87,9 +87,13 @@ def _disagrees_with_consensus(version: ModelVersion) -> Q:
 def uncertain_queue(*, user, version: ModelVersion, exclude_video_ids: Iterable[int] = ()) -> QuerySet[Prediction]:
     """The version's predictions of videos with no consensus yet (unlabeled, or tied
     without a review) that ``user`` has not answered, nearest the threshold first."""
+    # No consensus: no review and as many yes as no votes (none at all, or a tie), read
+    # from the trigger-kept vote counts (plain columns the planner estimates well) rather
+    # than the consensus view.
     return (
         _predictions(version)
-        .filter(video__consensus__value__isnull=True)
+        .filter(video__label_stats__review_value__isnull=True,
+                video__label_stats__positive_votes=F("video__label_stats__negative_votes"))
         .exclude(video_id__in=list(exclude_video_ids))
         .filter(~_answered_by(user))
         .select_related("video")

@@ -86,6 +86,11 @@ class RunForm(forms.Form):
     )
     name = forms.CharField(required=False, max_length=MAX_NAME_LENGTH,
                            help_text="Leave empty to name the run after its architecture.")
+    use_augmentation = forms.BooleanField(
+        required=False, label="Use augmentation",
+        help_text="Add the version's augmented train rows (augment its train split on the version page first); "
+                  "val and test stay the version's members.",
+    )
 
     #: A run_queue error key → the field it belongs to (hyperparameters are keyed by name).
     _SERVICE_FIELDS = {
@@ -94,6 +99,7 @@ class RunForm(forms.Form):
         "architecture": "architecture",
         "architecture_key": "architecture",
         "name": "name",
+        "use_augmentation": "use_augmentation",
     }
 
     def __init__(self, data=None, *args, architecture: str | None = None, experiment: Experiment | None = None,
@@ -184,6 +190,7 @@ class RunForm(forms.Form):
             "architecture_key": data["architecture"],
             "hyperparameters": self.hyperparameters(),
             "name": data["name"],
+            "use_augmentation": data["use_augmentation"],
         }
 
     def errors_from_service(self, error: ValidationError) -> None:

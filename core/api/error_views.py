@@ -11,14 +11,21 @@ and delegate every other path to Django's defaults, which render ``templates/<co
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_not_required
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import JsonResponse
+from django.shortcuts import render
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from core.api.errors import DEFAULT_NOT_FOUND_DETAIL, request_too_large_detail
 
 API_PATH_PREFIXES = ("/api/", "/v1/")
+
+
+class ExplainedPermissionDenied(PermissionDenied):
+    """A refusal whose message is written for the person refused (what the page is, who
+    may use it): the 403 page shows it. Any other ``PermissionDenied`` message stays in
+    the log, never on the page (it may name internals)."""
 
 
 def is_api_path(path: str) -> bool:
@@ -47,6 +54,8 @@ def bad_request(request, exception, template_name=defaults.ERROR_400_TEMPLATE_NA
 def permission_denied(request, exception, template_name=defaults.ERROR_403_TEMPLATE_NAME):
     if is_api_path(request.path):
         return _error("You do not have permission to perform this action.", 403)
+    if isinstance(exception, ExplainedPermissionDenied):
+        return render(request, template_name, {"reason": str(exception)}, status=403)
     return defaults.permission_denied(request, exception, template_name)
 
 

@@ -23,6 +23,13 @@ from datasets.services.build_requests import (
     embedding_model_for_build,
 )
 from datasets.services.cleanup import dataset_tasks_cleanup, dataset_version_delete, dataset_versions_cleanup
+from datasets.services.curation_jobs import (
+    CURATION_RUNNERS,
+    curation_task_cancel,
+    curation_task_queue,
+    curation_task_resume,
+    curation_task_run,
+)
 from datasets.services.embedding_models import embedding_models_sync, embedding_registry
 from datasets.services.embedding_store import EMBED_CHUNK_TEXTS, LOCAL_EMBED_CHUNK_TEXTS, LOOKUP_CHUNK_CHECKSUMS
 from datasets.services.export import EXPORT_FORMATS, dataset_version_export
@@ -40,6 +47,11 @@ from datasets.services.job_lifecycle import (
 )
 
 __all__ = [
+    "CURATION_RUNNERS",
+    "curation_task_cancel",
+    "curation_task_queue",
+    "curation_task_resume",
+    "curation_task_run",
     "BUILD_STEPS",
     "DEFAULT_DATASET_NAME",
     "DEFAULT_SEED",

@@ -23,7 +23,9 @@ on commit. The job body, ``dataset_version_build()``:
    refers to: a frozen version's vectors never change (the build reports how many it
    kept as ``frozen_vectors_kept``). ``new_embeddings`` counts the rows the build
    actually wrote; the rest of the distinct texts count as reused.
-5. ``building_dataset`` — deterministic stratified split, counts, content hash.
+5. ``building_dataset`` — deterministic stratified split that keeps duplicate groups
+   and identical texts inside one split (``splits.assign_splits``; the groups come with the
+   videos in step 1's query), counts, content hash.
 6. ``saving_dataset`` — ONE transaction: mark the version ``ready`` (only if it is
    still ``building``), write all items with one binary ``COPY``, mark the task
    ``completed``. A version is never half-frozen: a crash anywhere before the commit
@@ -63,6 +65,7 @@ from datasets.models import (
     DatasetVersion,
     DatasetVersionItem,
     DatasetVersionStatus,
+    DuplicateGroupMember,
     Exclusion,
 )
 from datasets.selectors import VIDEO_CONSENSUS_FROM
@@ -159,7 +162,7 @@ def _build(task: DatasetTask, version: DatasetVersion, progress: BuildProgress) 
     state.reused_embeddings = len(distinct) - state.new_embeddings
 
     progress.step("building_dataset", total=len(state.members), message="Splitting and hashing", write=False)
-    assign_splits(state.members, version.split_ratios, version.seed)
+    state.split_groups_kept = assign_splits(state.members, version.split_ratios, version.seed)
     members_hash = content_hash(
         state.members,
         model_key=key,
@@ -173,13 +176,16 @@ def _build(task: DatasetTask, version: DatasetVersion, progress: BuildProgress) 
 
 
 def _load_videos(aids: list[int]) -> list[tuple]:
-    """(video_id, aid, title, description, tags, consensus value, is_inconsistent, excluded):
-    one query. ``excluded``: the video has an active cleaning exclusion (the partial unique
-    index of ``Exclusion`` answers the EXISTS)."""
+    """(video_id, aid, title, description, tags, consensus value, is_inconsistent, excluded,
+    duplicate groups): one query. ``excluded``: the video has an active cleaning exclusion
+    (the partial unique index of ``Exclusion`` answers the EXISTS); duplicate groups: the
+    ``DuplicateGroup`` ids (of any deduplication task) the video is in, read from the
+    (video, group) index, so that the split keeps each group whole."""
     excluded = f"EXISTS (SELECT 1 FROM {Exclusion._meta.db_table} e WHERE e.video_id = v.id AND e.reverted_at IS NULL)"
+    groups = f"ARRAY(SELECT g.group_id FROM {DuplicateGroupMember._meta.db_table} g WHERE g.video_id = v.id)"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT v.id, v.aid, v.title, v.description, v.tags, c.value, c.is_inconsistent, {excluded} "
+            f"SELECT v.id, v.aid, v.title, v.description, v.tags, c.value, c.is_inconsistent, {excluded}, {groups} "
             f"FROM {VIDEO_CONSENSUS_FROM} WHERE v.aid = ANY(%s)",
             [list(aids)],
         )
@@ -192,7 +198,7 @@ def _select_members(version: DatasetVersion, rows: list[tuple], state: BuildStat
          "cleaning_excluded"), 0
     )
     counts["missing_excluded"] = len(version.requested_aids) - len(rows)
-    for video_id, aid, title, description, tags, value, is_inconsistent, excluded in rows:
+    for video_id, aid, title, description, tags, value, is_inconsistent, excluded, groups in rows:
         if excluded and not version.include_excluded:
             counts["cleaning_excluded"] += 1
             continue
@@ -211,7 +217,9 @@ def _select_members(version: DatasetVersion, rows: list[tuple], state: BuildStat
             counts["inconsistent_included"] += 1
         checksum = text_checksum(text)
         state.texts.setdefault(checksum, text)
-        state.members.append(BuildMember(video_id, aid, bool(value), bool(is_inconsistent), checksum))
+        state.members.append(
+            BuildMember(video_id, aid, bool(value), bool(is_inconsistent), checksum, groups=tuple(groups))
+        )
     state.counts = counts
 
 
@@ -261,6 +269,7 @@ def _freeze(
         "content_hash": members_hash,
         "counts": summary,
         "frozen_vectors_kept": state.frozen_vectors_kept,
+        "split_groups_kept": state.split_groups_kept,
     }
     message = "Dataset building completed successfully"
     if state.frozen_vectors_kept:
@@ -270,7 +279,10 @@ def _freeze(
         )
     with transaction.atomic():
         frozen = DatasetVersion.objects.filter(pk=version.pk, status=DatasetVersionStatus.BUILDING).update(
-            status=DatasetVersionStatus.READY, frozen_at=now, content_hash=members_hash, error="", **summary
+            status=DatasetVersionStatus.READY, frozen_at=now, content_hash=members_hash, error="",
+            # How many groups (duplicates, identical texts) the split kept whole.
+            selection={**version.selection, "split_groups_kept": state.split_groups_kept},
+            **summary,
         )
         if not frozen:
             raise BuildAborted(f"dataset version {version.pk} is no longer building (frozen or cancelled meanwhile)")

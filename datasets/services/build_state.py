@@ -13,6 +13,9 @@ class BuildMember:
     is_inconsistent: bool
     checksum: str
     split: str = ""
+    #: Duplicate groups (``DuplicateGroupMember.group_id``) the video belongs to: a
+    #: build keeps each group inside one split.
+    groups: tuple[int, ...] = ()
 
 
 @dataclass
@@ -23,4 +26,6 @@ class BuildState:
     counts: dict[str, int] = field(default_factory=dict)
     new_embeddings: int = 0
     reused_embeddings: int = 0
+    #: Groups of two or more members (duplicates, same text) kept inside one split.
+    split_groups_kept: int = 0
     frozen_vectors_kept: int = 0  # force_regenerate: vectors a ready version uses, left as they were

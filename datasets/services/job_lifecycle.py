@@ -2,6 +2,12 @@
 ``core.jobs`` (the lock a running attempt holds, claim, takeover after a worker death,
 the sweep): what a build claim resets, progress writes fenced by ``attempts``,
 failure, release after a transient error, and what the sweeper does with a dead build.
+
+Curation tasks (cleaning, deduplication, augmentation, import) run on the same
+lifecycle: ``CURATION_JOB`` claims them, ``curation_job_run`` runs their runner with a
+``CurationProgress`` (steps named by the runner, percentage = done/total of the current
+step) and stores its result; the sweeper re-queues each dead task to its own Celery task
+(``build_enqueue`` or ``curation_enqueue``).
 """
 
 from __future__ import annotations
@@ -67,6 +73,29 @@ BUILD_JOB = jobs.JobKind(
     claim_parameters={"build_first_step": STEP_NAMES[0], "build_total_steps": len(BUILD_STEPS)},
 )
 
+#: The task types run by a runner of ``datasets.services.curation_jobs`` (cleaning rules,
+#: duplicate search, augmentation, label import). Their steps come from the runner.
+CURATION_TASK_TYPES = (
+    DatasetTaskType.CLEANING,
+    DatasetTaskType.DEDUPLICATION,
+    DatasetTaskType.AUGMENTATION,
+    DatasetTaskType.IMPORT,
+)
+
+#: A curation claim starts the progress over; the runner names its steps.
+CURATION_JOB = jobs.JobKind(
+    model=DatasetTask,
+    lock_namespace="datasets.task",  # same namespace as builds: task ids are unique across types
+    queued_status=DatasetTaskStatus.PENDING,
+    running_status=DatasetTaskStatus.RUNNING,
+    stale_seconds_setting="CVSA_DATASET_TASK_STALE_SECONDS",
+    scope_sql="t.type IN (" + ", ".join(f"'{value}'" for value in CURATION_TASK_TYPES) + ")",
+    claim_assignments=(
+        "completed_at = NULL, error = '', current_step = 'starting', total_steps = 0, completed_steps = 0, "
+        "done = 0, total = 0, percentage = 0, eta_seconds = NULL, message = 'Starting'"
+    ),
+)
+
 
 def stale_after() -> timedelta:
     return BUILD_JOB.stale_after()
@@ -84,6 +113,7 @@ class BuildFailed(Exception):
 
 
 def job_lock_try(task_id: uuid.UUID) -> bool:
+    # Builds and curation tasks share the lock namespace: one key function serves both.
     return jobs.job_lock_try(BUILD_JOB, task_id)
 
 
@@ -205,6 +235,44 @@ class BuildProgress:
             self.on_progress(self.snapshot())
 
 
+class CurationProgress(BuildProgress):
+    """Progress of a curation runner: its steps are named by the runner as they come
+    (``step("scanning", total=n)``), so the percentage is done/total of the current
+    step and ``completed_steps`` counts the steps started before it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.step_index = 0
+        self.step_name = "starting"
+        self.steps_seen: list[str] = []
+
+    @property
+    def percentage(self) -> float:
+        fraction = self.done / self.total if self.total else 0.0
+        return round(100.0 * min(1.0, fraction), 2)
+
+    def fields(self) -> dict[str, Any]:
+        fields = super().fields()
+        fields["total_steps"] = max(len(self.steps_seen), 1)
+        return fields
+
+    def step(self, name: str, *, total: int = 0, message: str = "", write: bool = True) -> None:
+        if not name or len(name) > 50:
+            raise ValueError(f"a step name has 1 to 50 characters: {name!r}")
+        if name not in self.steps_seen:
+            self.steps_seen.append(name)
+        self.step_index = self.steps_seen.index(name)
+        self.step_name = name
+        self.step_started = self.clock()
+        self.done = 0
+        self.total = max(0, int(total))
+        self.message = message
+        self.eta_seconds = None
+        self._notify()
+        if write:
+            self.write()
+
+
 # --- claim ------------------------------------------------------------------------------
 
 
@@ -214,12 +282,13 @@ def task_claim(
     celery_task_id: str | None = None,
     claim_attempt: int | None = None,
     lock_wait_seconds: float = 0.0,
+    kind: jobs.JobKind = BUILD_JOB,
 ) -> JobClaim | None:
-    """Claim the build task for this process (``core.jobs.job_claim``), or None. A
-    running task whose worker is dead and that has used up its attempts is marked
-    failed here."""
+    """Claim the task (a build, or a curation task with ``kind=CURATION_JOB``) for this
+    process (``core.jobs.job_claim``), or None. A running task whose worker is dead and
+    that has used up its attempts is marked failed here."""
     claim = jobs.job_claim(
-        BUILD_JOB, task_id, celery_task_id=celery_task_id, claim_attempt=claim_attempt,
+        kind, task_id, celery_task_id=celery_task_id, claim_attempt=claim_attempt,
         lock_wait_seconds=lock_wait_seconds,
         on_attempts_exhausted=lambda refused: _task_fail_attempts_exhausted(
             task_id, refused.attempts, refused.worker_starts
@@ -278,30 +347,109 @@ def build_job_run(
                 task_uuid, claim.worker_starts, job_max_attempts(),
             )
         progress.step(STEP_NAMES[0], message="Loading videos and labels", write=False)  # the claim wrote it
-        try:
+
+        def run() -> None:
             version = task.dataset_version
             if version is None:
                 raise BuildFailed("its dataset version was deleted")
             if version.status != DatasetVersionStatus.BUILDING:
                 raise BuildFailed(f"dataset version {version.pk} is {version.status}")
             body(task, version, progress)
-        except BuildAborted as aborted:
-            logger.warning("dataset build %s stopped: %s", task_uuid, aborted)
-        except TRANSIENT_DATABASE_ERRORS as error:
-            _task_release_after_transient_error(task_uuid, progress.attempt)
-            error.claim_attempt = progress.attempt
-            raise
-        except ValidationError as error:  # e.g. the registry changed a model's identity
-            _task_fail(task_uuid, progress, validation_error_message(error, with_fields=False))
-        except (BuildFailed, EmbeddingProviderError, EmbeddingRegistryError, pgcopy.CopyFormatError, ValueError) as error:
-            _task_fail(task_uuid, progress, str(error))
-        except Exception as error:  # a bug or an unexpected database error: fail visibly, keep the trace in the log
-            logger.exception("dataset build %s failed", task_uuid)
-            _task_fail(task_uuid, progress, f"{type(error).__name__}: {error}")
+
+        _run_guarded(task_uuid, progress, run, "dataset build")
     finally:
         if progress.holds_lock:
             job_lock_release(task_uuid)
     return DatasetTask.objects.get(pk=task_uuid)
+
+
+def _run_guarded(task_uuid: uuid.UUID, progress: BuildProgress, run: Callable[[], None], noun: str) -> None:
+    """Run a claimed job's body and record how it ended (see ``build_job_run``)."""
+    try:
+        run()
+    except BuildAborted as aborted:
+        logger.warning("%s %s stopped: %s", noun, task_uuid, aborted)
+    except TRANSIENT_DATABASE_ERRORS as error:
+        _task_release_after_transient_error(task_uuid, progress.attempt)
+        error.claim_attempt = progress.attempt
+        raise
+    except ValidationError as error:  # e.g. the registry changed a model's identity
+        _task_fail(task_uuid, progress, validation_error_message(error, with_fields=False))
+    except (BuildFailed, EmbeddingProviderError, EmbeddingRegistryError, pgcopy.CopyFormatError, ValueError) as error:
+        _task_fail(task_uuid, progress, str(error))
+    except Exception as error:  # a bug or an unexpected database error: fail visibly, keep the trace in the log
+        logger.exception("%s %s failed", noun, task_uuid)
+        _task_fail(task_uuid, progress, f"{type(error).__name__}: {error}")
+
+
+def curation_job_run(
+    task_id: uuid.UUID | str,
+    runner: Callable[[DatasetTask, CurationProgress], dict[str, Any]],
+    *,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    celery_task_id: str | None = None,
+    claim_attempt: int | None = None,
+    lock_wait_seconds: float = 0.0,
+    clock: Clock = time.monotonic,
+) -> DatasetTask:
+    """``build_job_run`` for a curation task: claim (``CURATION_JOB``), run
+    ``runner(task, progress)`` under the task's lock, store the dict it returns as
+    ``result`` and mark the task completed (fenced: a cancel or takeover meanwhile wins).
+    Failures end as ``failed`` exactly as for builds."""
+    task_uuid = as_uuid(task_id, "task_id")
+    claim = task_claim(
+        task_uuid, celery_task_id=celery_task_id, claim_attempt=claim_attempt,
+        lock_wait_seconds=lock_wait_seconds, kind=CURATION_JOB,
+    )
+    if claim is None:
+        task = DatasetTask.objects.get(pk=task_uuid)
+        logger.info("curation task %s not claimed (status %s): nothing to do", task_uuid, task.status)
+        return task
+    progress = CurationProgress(task_uuid, claim.attempt, on_progress, clock=clock, holds_lock=claim.holds_lock)
+    try:
+        task = DatasetTask.objects.select_related("dataset_version").get(pk=task_uuid)
+        if claim.worker_starts > 1:
+            logger.warning(
+                "curation task %s taken over from a dead worker (attempt %d of %d)",
+                task_uuid, claim.worker_starts, job_max_attempts(),
+            )
+
+        def run() -> None:
+            result = runner(task, progress)
+            _curation_task_complete(task_uuid, progress, result)
+
+        _run_guarded(task_uuid, progress, run, f"{task.type} task")
+    finally:
+        if progress.holds_lock:
+            job_lock_release(task_uuid)
+    return DatasetTask.objects.get(pk=task_uuid)
+
+
+def _curation_task_complete(task_id: uuid.UUID, progress: CurationProgress, result: Any) -> None:
+    if not isinstance(result, dict):
+        raise TypeError(f"a curation runner returns a dict, not {type(result).__name__}")
+    now = timezone.now()
+    message = str(result.get("message") or f"Completed ({progress.step_name})")
+    updated = DatasetTask.objects.filter(
+        pk=task_id, status=DatasetTaskStatus.RUNNING, attempts=progress.attempt
+    ).update(
+        status=DatasetTaskStatus.COMPLETED,
+        current_step="completed",
+        completed_steps=max(len(progress.steps_seen), 1),
+        total_steps=max(len(progress.steps_seen), 1),
+        done=progress.total or progress.done,
+        total=progress.total,
+        percentage=100.0,
+        eta_seconds=None,
+        message=message[:1000],
+        result=result,
+        completed_at=now,
+        heartbeat_at=now,
+    )
+    if not updated:
+        raise BuildAborted(f"task {task_id} was cancelled or taken over before it completed")
+    if progress.on_progress is not None:
+        progress.on_progress({**progress.snapshot(), "current_step": "completed", "percentage": 100.0})
 
 
 def task_mark_failed(task_id: uuid.UUID, message: str, only_if: Q, *, heartbeat: bool = False) -> bool:
@@ -418,7 +566,8 @@ def dataset_task_mark_stale(
         if not jobs.sweep_lock(wait=wait):
             return 0
         stale = jobs.dead_jobs(
-            BUILD_JOB, older_than=older_than, pending_older_than=pending_older_than, extra_fields=("current_step",)
+            BUILD_JOB, older_than=older_than, pending_older_than=pending_older_than,
+            extra_fields=("current_step", "type"),
         )
         for task in stale:
             if task.status == DatasetTaskStatus.PENDING:
@@ -447,5 +596,24 @@ def _task_requeue(task: jobs.DeadJob, max_attempts: int) -> bool:
     )
     if updated:
         task_id = task.pk
-        transaction.on_commit(lambda: build_enqueue(task_id, celery_task_id, claim_attempt=attempt))
+        # Builds and curation tasks are different Celery tasks: each goes back to its own.
+        enqueue = curation_enqueue if task.extra["type"] in CURATION_TASK_TYPES else build_enqueue
+        transaction.on_commit(lambda: enqueue(task_id, celery_task_id, claim_attempt=attempt))
     return bool(updated)
+
+
+def curation_enqueue(task_id: uuid.UUID, celery_task_id: str, *, claim_attempt: int | None = None) -> bool:
+    """``build_enqueue`` for a curation task (``datasets.tasks.run_curation_task``)."""
+    from datasets.tasks import run_curation_task  # tasks import services
+
+    kwargs = {} if claim_attempt is None else {"claim_attempt": claim_attempt}
+    try:
+        run_curation_task.apply_async(args=[str(task_id)], kwargs=kwargs, task_id=celery_task_id)
+    except Exception as error:  # broker unreachable: say so on the task instead of losing it
+        if run_curation_task.app.conf.task_always_eager:
+            raise
+        logger.exception("could not queue curation task %s", task_id)
+        message = f"could not queue the task (broker unavailable: {error}); resume the task when it is back"
+        task_mark_failed(task_id, message, Q(status__in=[DatasetTaskStatus.PENDING, DatasetTaskStatus.RUNNING]))
+        return False
+    return True

@@ -23,15 +23,93 @@ def _split_sizes(count: int, ratios: tuple[float, float, float]) -> tuple[int, i
     return sizes[0], sizes[1], sizes[2]
 
 
-def assign_splits(members: list[BuildMember], ratios: tuple[float, float, float], seed: int) -> None:
+def assign_splits(members: list[BuildMember], ratios: tuple[float, float, float], seed: int) -> int:
     """Deterministic, stratified by label: within each label, members are ranked by
     blake2b(seed:aid) and cut by the ratios. The same seed keeps a video in the same
-    split across versions except near the cut points."""
+    split across versions except near the cut points.
+
+    Members that belong together (``member.groups``: a duplicate group, or the same
+    composed-text checksum; see ``split_units``) land in ONE split: the unit assigned is
+    the group, ranked by blake2b(seed:smallest aid) within the label most of its
+    members carry (ties: positive), and the cut points are the ratios of that label's
+    MEMBERS (a group goes whole to the split its middle falls in). Stratification is
+    therefore approximate: a group's minority-label members follow it, and a cut is off
+    by at most one group's size. Without groups every unit is one member, and this is
+    exactly the per-member assignment. Returns how many multi-member groups were kept
+    together.
+    """
+    if not any(member.groups for member in members) and len({m.checksum for m in members}) == len(members):
+        _assign_member_splits(members, ratios, seed)  # nothing to keep together: the plain path
+        return 0
+    units = split_units(members)
+    keyed = [
+        (_majority_label(unit), _split_rank_key(seed, min(m.aid for m in unit)), unit) for unit in units
+    ]
+    for label in (False, True):
+        ranked = [unit for _, _, unit in sorted((entry for entry in keyed if entry[0] is label), key=lambda e: e[1])]
+        count = sum(len(unit) for unit in ranked)
+        train, val, _ = _split_sizes(count, ratios)
+        position = 0
+        for unit in ranked:
+            # Where the unit's middle falls: a group straddling a cut goes to the side
+            # holding most of it (for one member, exactly ``position < cut``).
+            middle = position + len(unit) / 2
+            split = Split.TRAIN if middle < train else Split.VAL if middle < train + val else Split.TEST
+            for member in unit:
+                member.split = split
+            position += len(unit)
+    return sum(1 for unit in units if len(unit) > 1)
+
+
+def _assign_member_splits(members: list[BuildMember], ratios: tuple[float, float, float], seed: int) -> None:
     for label in (False, True):
         group = sorted((m for m in members if m.label is label), key=lambda m: _split_rank_key(seed, m.aid))
         train, val, _ = _split_sizes(len(group), ratios)
         for position, member in enumerate(group):
             member.split = Split.TRAIN if position < train else Split.VAL if position < train + val else Split.TEST
+
+
+def _majority_label(unit: list[BuildMember]) -> bool:
+    positives = sum(1 for member in unit if member.label)
+    return positives * 2 >= len(unit)
+
+
+def split_units(members: list[BuildMember]) -> list[list[BuildMember]]:
+    """The members partitioned into what must share a split: members linked by a common
+    duplicate group (``member.groups``) or by the same text checksum, transitively
+    (union-find). Without any link each member is its own unit."""
+    parent = list(range(len(members)))
+
+    def find(index: int) -> int:
+        while parent[index] != index:
+            parent[index] = parent[parent[index]]
+            index = parent[index]
+        return index
+
+    def union(index: int, other: int) -> None:
+        root_a, root_b = find(index), find(other)
+        if root_a != root_b:
+            parent[max(root_a, root_b)] = min(root_a, root_b)
+
+    first_by_checksum: dict[str, int] = {}
+    first_by_group: dict[int, int] = {}
+    linked = False
+    for index, member in enumerate(members):
+        other = first_by_checksum.setdefault(member.checksum, index)
+        if other != index:
+            union(index, other)
+            linked = True
+        for group in member.groups:
+            other = first_by_group.setdefault(group, index)
+            if other != index:
+                union(index, other)
+                linked = True
+    if not linked:
+        return [[member] for member in members]
+    units: dict[int, list[BuildMember]] = {}
+    for index, member in enumerate(members):
+        units.setdefault(find(index), []).append(member)
+    return list(units.values())
 
 
 def content_hash(members: list[BuildMember], *, model_key: str, dimensions: int, template_version: str) -> str:

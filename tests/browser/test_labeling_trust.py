@@ -65,9 +65,12 @@ def test_a_stale_card_asks_before_changing_and_changes_on_confirm(logged_in_page
     page = logged_in_page(user)
     page.goto("/labeling/")
     Label.objects.create(video=first, user=user, value=False)  # labeled in another tab
+    yes = page.locator("#label-actions button.yes")
+    before = yes.bounding_box()["y"]
 
     page.keyboard.press("1")
     page.wait_for_selector("[data-testid=change-confirm]")
+    assert yes.bounding_box()["y"] == before  # the question never moves the buttons
     assert "You labeled this no at" in page.inner_text("[data-testid=change-confirm]")
     assert _card_aid(page) == "4100"
     assert Label.objects.filter(video=first).count() == 1
@@ -128,7 +131,8 @@ def test_server_error_on_a_key_press_is_shown(logged_in_page, groups):
     assert "500" in banner.inner_text() and "server failed" in banner.inner_text()
 
 
-def test_history_link_is_blind_until_the_labeler_votes(logged_in_page, groups):
+def test_history_link_is_blind_until_the_labeler_votes(logged_in_page, groups, settings):
+    settings.CVSA_LABELING_OVERLAP = 3  # two votes already: the queue still serves it
     video, *_ = _videos(4500)
     for name, value in (("ann-b", True), ("bob-b", False)):
         Label.objects.create(video=video, user=get_user_model().objects.create_user(name), value=value)
@@ -136,6 +140,7 @@ def test_history_link_is_blind_until_the_labeler_votes(logged_in_page, groups):
     page = logged_in_page(user)
     page.goto("/labeling/")
 
+    assert _card_aid(page) == str(video.aid)
     page.click("#label-card a:text('history')")
     page.wait_for_selector("[data-testid=blind]")
     assert "ann-b" not in page.content() and "bob-b" not in page.content()
@@ -172,6 +177,8 @@ def test_keys_ignore_shift_and_caps_lock_and_question_mark_lists_them(logged_in_
     page.keyboard.press("CapsLock")
     _press_and_wait_for_next(page, "Shift+KeyS")     # "S": still skip
     _press_and_wait_for_next(page, "Digit0")
+    # The card swaps in before the answer is saved (prefetched): wait for the counter.
+    page.wait_for_function("document.querySelector('[data-testid=labeled-today]').textContent.trim() === '2'")
     assert list(Label.objects.filter(user=user).order_by("id").values_list("video__aid", "value")) == [
         (4700, True), (4702, False)]
 

@@ -1,5 +1,6 @@
 """Agreement statistics: the maths against hand-computed values, the SQL selectors against rows, the page."""
 
+import copy
 from datetime import timedelta
 
 import pytest
@@ -23,7 +24,7 @@ from labeling.agreement import (
     vote_histogram,
 )
 from labeling.models import Label, Review, Video
-from labeling.views import agreement_dashboard
+from labeling.agreement_views import agreement_dashboard
 
 # ------------------------------------------------------------------ Cohen's kappa
 
@@ -248,7 +249,10 @@ def test_corpus_counts(corpus):
     assert counts.effective_labels == 11
     assert counts.consensus_positive == 3  # v2 (review), v3 (2:1), v4
     assert counts.consensus_negative == 1  # v1
-    assert counts.ties == 2  # v2 (1:1, then reviewed) and v5
+    assert counts.ties == 1  # v5; v2 was 1:1 too, but a review settled it
+    assert counts.ties_settled == 1  # v2
+    # Every labeled video is counted once on the cards.
+    assert counts.consensus_positive + counts.consensus_negative + counts.ties == counts.labeled_videos
     assert counts.inconsistent == 2  # v3 and v5; v2 disagrees but is reviewed
     assert counts.reviewed == 1
 
@@ -313,7 +317,9 @@ def _bulk_corpus(users, start: int, count: int) -> None:
 
 def _page_request(user):
     request = RequestFactory().get("/labeling/agreement/")
-    request.user = user
+    # A copy per request, like the auth middleware's: roles are cached on the user object.
+    request.user = copy.copy(user)
+    request.user.__dict__.pop("_cvsa_role_names", None)
     return request
 
 
@@ -354,8 +360,8 @@ def test_agreement_page_renders_pairs_kappas_and_fleiss(corpus):
     html = response.content.decode()
     assert "<h1>Labeling agreement</h1>" in html
     for name in ("alice", "bob", "carol", "erin"):
-        assert f"<td>{name}</td>" in html
-    assert "<td>dave</td>" not in html  # no effective label
+        assert f">{name}</a></td>" in html
+    assert ">dave</a></td>" not in html  # no effective label
     assert "0.400" in html and "fair" in html  # alice/bob
     assert "66.7%" in html
     assert "-0.389" in html  # Fleiss overall

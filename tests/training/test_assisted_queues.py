@@ -79,7 +79,8 @@ def test_uncertain_queue_reads_the_margin_index_in_order(labeler):
     for offset, version in enumerate(versions):
         score(version, videos, [((index * 7919 + offset) % 1000) / 1000 for index in range(len(videos))])
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE training_prediction; ANALYZE labeling_video; ANALYZE labeling_label")
+        cursor.execute("ANALYZE training_prediction; ANALYZE labeling_video; ANALYZE labeling_label; "
+                       "ANALYZE labeling_videolabelstats")
 
     plan = uncertain_queue(user=labeler, version=versions[0])[:1].explain()
 

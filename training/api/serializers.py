@@ -119,6 +119,11 @@ class RunCreateInput(serializers.Serializer):
                                             help_text="a ready dataset version (default: the experiment's)")
     name = serializers.CharField(required=False, allow_blank=True, max_length=MAX_NAME_LENGTH,
                                  help_text="default: <architecture>-<number>")
+    use_augmentation = serializers.BooleanField(
+        required=False, default=False,
+        help_text="train on the version's augmented train rows too (POST /api/v1/datasets/<id>/augment first); "
+                  "val and test stay the members. Refused when the version has none",
+    )
 
     class Meta:
         ref_name = "RunCreateRequest"
@@ -127,7 +132,7 @@ class RunCreateInput(serializers.Serializer):
 #: ``run_queue``'s arguments → the request's fields.
 RUN_FIELDS = {"experiment_id": "experiment", "architecture": "architecture", "architecture_key": "architecture",
               "dataset_version_id": "dataset_version", "name": "name", "hyperparameters": "hyperparameters",
-              "origin_run_id": "origin_run"}
+              "origin_run_id": "origin_run", "use_augmentation": "use_augmentation"}
 
 
 def run_request_errors(error: DjangoValidationError, validated: Mapping) -> serializers.ValidationError:

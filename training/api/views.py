@@ -91,6 +91,7 @@ class RunListApi(ExperimentsPermissions, ListAPIView):
                 hyperparameters=validated["hyperparameters"],
                 dataset_version_id=validated.get("dataset_version"),
                 name=validated.get("name", ""),
+                use_augmentation=validated.get("use_augmentation", False),
             )
         except DjangoValidationError as error:
             raise shapes.run_request_errors(error, validated) from None

@@ -30,6 +30,7 @@ from experiments.models import Param, Run, RunStatus
 from training.architectures import TrainingConfig, resolve_config
 from training.predictions import PREDICTIONS_PATH, predictions_from_result, predictions_write
 from training.services.environment import software_versions
+from training.services.queueing import run_hyperparameter_params
 from training.services.run_jobs import RUN_JOB, run_fail, run_fail_attempts_exhausted
 from training.services.sweeps import sweep_trial_epoch_report, sweep_trial_run_ended
 from training.trainer import EpochMetrics, TrainingError, TrainingResult, train
@@ -149,7 +150,7 @@ def _execute(
     if claim.worker_starts > 1:
         cleared = tracking.run_metrics_clear(run_id, expected_attempt=attempt)
         log.write(f"taken over after its worker died: training again from epoch 1 ({cleared} points cleared)")
-    config = _stored_config(run)
+    config, use_augmentation = _stored_config(run)
     version = run.dataset_version
     tracking.run_reproducibility_update(run_id, {
         "dataset_version_id": str(version.pk),
@@ -159,12 +160,16 @@ def _execute(
         "architecture": config.architecture,
         "hyperparameters": config.hyperparameters.as_dict(),
         "seed": config["seed"],
+        **({"use_augmentation": True} if use_augmentation else {}),
         **software_versions(),
         "started_at": timezone.now().isoformat(),
         "worker": jobs.worker_name(),
     }, expected_attempt=attempt)
-    arrays = dataset_version_arrays(version.pk)
+    arrays = dataset_version_arrays(version.pk, augmented=use_augmentation)
     log.write(f"loaded dataset version {version.pk}: {len(arrays.y)} rows × {arrays.X.shape[1]} dimensions")
+    if use_augmentation:
+        log.write(f"with augmentation: {int(arrays.augmented.sum())} augmented train rows "
+                  "(val and test are the members only)")
 
     def epoch_done(metrics: EpochMetrics) -> None:
         values = metrics.metric_values()
@@ -204,14 +209,17 @@ def _execute(
     tracking.run_transition(run_id, RunStatus.SUCCEEDED, expected_attempt=attempt)
 
 
-def _stored_config(run: Run) -> TrainingConfig:
+def _stored_config(run: Run) -> tuple[TrainingConfig, bool]:
     """The config the run was queued with, from its params (validated again: a param
-    edited by hand, or a schema changed since, fails the run with the field named)."""
-    params = dict(Param.objects.filter(run_id=run.pk).values_list("key", "value"))
+    edited by hand, or a schema changed since, fails the run with the field named), and
+    whether it trains with augmentation."""
+    params, use_augmentation = run_hyperparameter_params(
+        dict(Param.objects.filter(run_id=run.pk).values_list("key", "value"))
+    )
     config = resolve_config(run.architecture_key, params)
     if config["seed"] != run.seed:
         raise ValidationError({"seed": f"the run's seed {run.seed} differs from its seed param {config['seed']}"})
-    return config
+    return config, use_augmentation
 
 
 def _final_points(result: TrainingResult) -> list[tuple[str, int, float]]:

@@ -12,9 +12,15 @@ from django.db import transaction
 
 from experiments import services as tracking
 from experiments.models import Run, RunStatus
+from datasets.augmentation_selectors import has_augmented_rows
 from training.architectures import get_architecture, resolve_config
 
 logger = logging.getLogger(__name__)
+
+#: The run param that asks for the version's augmented train rows (``AugmentedItem``);
+#: absent when off, so runs without it keep exactly the params they always had. It is
+#: not a hyperparameter: readers of a run's config drop it (``run_hyperparameter_params``).
+USE_AUGMENTATION_PARAM = "use_augmentation"
 
 
 def run_queue(
@@ -26,6 +32,7 @@ def run_queue(
     name: str = "",
     origin_run_id: int | None = None,
     tags: Mapping[str, str] | None = None,
+    use_augmentation: bool = False,
     enqueue: bool = True,
 ) -> Run:
     """A queued run of ``architecture_key`` with ``hyperparameters`` (names or aliases,
@@ -37,10 +44,17 @@ def run_queue(
     written then. The resolved hyperparameters are the run's params (as a form would
     write them: ``"256,64"``, ``"true"``) and its seed is the ``seed`` hyperparameter.
     ``enqueue=False`` sends no message: the caller runs it (``manage.py train --sync``).
+    ``use_augmentation``: train on the version's augmented train rows too (param
+    ``use_augmentation`` = ``true``); refused (``use_augmentation``) when the version has none.
     """
+    if not isinstance(use_augmentation, bool):
+        raise ValidationError({"use_augmentation": f"must be true or false (got {use_augmentation!r})"})
     config = resolve_config(architecture_key, hyperparameters)
     schema = get_architecture(config.architecture).schema
     celery_task_id = str(uuid.uuid4())
+    params = {parameter.name: parameter.as_text(config[parameter.name]) for parameter in schema}
+    if use_augmentation:
+        params[USE_AUGMENTATION_PARAM] = "true"
     with transaction.atomic():
         run = tracking.run_create(
             experiment_id,
@@ -50,9 +64,14 @@ def run_queue(
             name=name,
             origin_run_id=origin_run_id,
             tags=tags,
-            params={parameter.name: parameter.as_text(config[parameter.name]) for parameter in schema},
+            params=params,
             celery_task_id=celery_task_id,
         )
+        if use_augmentation and not has_augmented_rows(run.dataset_version_id):
+            # Raised inside the transaction: the run just created is rolled back.
+            raise ValidationError({"use_augmentation": (
+                f"dataset version {run.dataset_version_id} has no augmented rows: augment its train split first"
+            )})
         if enqueue:
             run_id = run.pk
             transaction.on_commit(lambda: run_enqueue(run_id, celery_task_id))
@@ -81,3 +100,10 @@ def run_enqueue(run_id: int, celery_task_id: str, *, claim_attempt: int | None =
             pass
         return False
     return True
+
+
+def run_hyperparameter_params(params: Mapping[str, str]) -> tuple[dict[str, str], bool]:
+    """A run's stored params split into (hyperparameters for ``resolve_config``,
+    whether it trains with augmentation)."""
+    hyperparameters = {key: value for key, value in params.items() if key != USE_AUGMENTATION_PARAM}
+    return hyperparameters, params.get(USE_AUGMENTATION_PARAM) == "true"

@@ -18,7 +18,7 @@ from datasets.models import DatasetVersionStatus
 from experiments.models import MAX_NAME_LENGTH, Param, Run
 from experiments.services.validation import clean_id
 from training.architectures import resolve_config
-from training.services.queueing import run_queue
+from training.services.queueing import run_hyperparameter_params, run_queue
 
 #: The tag a reproduction carries: the id of the run it reproduces.
 REPRODUCES_TAG = "reproduces"
@@ -46,7 +46,9 @@ def run_reproduce(run_id: int, *, enqueue: bool = True) -> Run:
         raise ValidationError({"dataset_version_id": (
             f"run {run.pk}'s dataset version {version.pk} is {version.status}, not ready: it cannot be reproduced"
         )})
-    params = dict(Param.objects.filter(run_id=run.pk).values_list("key", "value"))
+    params, use_augmentation = run_hyperparameter_params(
+        dict(Param.objects.filter(run_id=run.pk).values_list("key", "value"))
+    )
     try:
         config = resolve_config(run.architecture_key, params)
     except ValidationError as error:
@@ -64,5 +66,6 @@ def run_reproduce(run_id: int, *, enqueue: bool = True) -> Run:
         name=(REPRODUCTION_NAME_PREFIX + run.name)[:MAX_NAME_LENGTH],
         origin_run_id=run.pk,
         tags={REPRODUCES_TAG: str(run.pk)},
+        use_augmentation=use_augmentation,
         enqueue=enqueue,
     )

@@ -134,6 +134,8 @@ class Command(BaseCommand):
                             help=f"The experiment the run belongs to, by id or name (default: {DEFAULT_EXPERIMENT!r}, "
                                  "created when missing; any other name must exist).")
         parser.add_argument("--name", default="", help="The run's name (default: <arch>-<number>).")
+        parser.add_argument("--use-augmentation", action="store_true",
+                            help="Add the version's augmented train rows (see manage.py augment_dataset).")
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--sync", action="store_true",
                           help="Train in this process instead of a worker (no message is queued).")
@@ -171,6 +173,7 @@ class Command(BaseCommand):
                     hyperparameters=hyperparameters,
                     dataset_version_id=options["dataset_version"],
                     name=options["name"],
+                    use_augmentation=options["use_augmentation"],
                     enqueue=not options["sync"],
                 )
         except ValidationError as error:
