@@ -60,6 +60,10 @@ class RoleFlags:
     def can_run_experiments(self) -> bool:
         return ADMINS in self.names
 
+    @property
+    def is_admin(self) -> bool:
+        return ADMINS in self.names
+
 
 def can_label(user) -> bool:
     return user_has_role(user, *LABELING_ROLES)

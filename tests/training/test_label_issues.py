@@ -389,7 +389,7 @@ def test_the_issue_list_queries_do_not_grow_with_issues(client, reviewer, django
     client.force_login(reviewer)
     client.get(f"/training/label-issues/{scan.pk}/")
 
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(7):
         response = client.get(f"/training/label-issues/{scan.pk}/?page=2" if count > 100 else
                               f"/training/label-issues/{scan.pk}/")
 
