@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_database import setup_django  # noqa: E402
+from bench.bench_database import setup_django, videos_copy  # noqa: E402
 
 BENCH_DATABASE = "cvsa_bench_agreement"
 
@@ -50,9 +50,6 @@ def load_corpus(videos: int, labelers: int, seed: int) -> list:
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE labeling_review, labeling_label, labeling_video RESTART IDENTITY CASCADE")
     users = [get_user_model().objects.get_or_create(username=f"bench-labeler-{n}")[0] for n in range(labelers)]
-    video_rows = io.StringIO()
-    for n in range(1, videos + 1):
-        video_rows.write(f"{n}\t{100_000_000 + n}\t\t视频 {n}\t\t\t\\N\t\t\\N\t\\N\t\t{{}}\tnow\tnow\n")
     label_rows = io.StringIO()
     for video_id in range(1, videos + 1):
         truth = rng.random() < 0.3
@@ -60,12 +57,7 @@ def load_corpus(videos: int, labelers: int, seed: int) -> list:
             value = truth if rng.random() < 0.9 else not truth
             label_rows.write(f"{video_id}\t{user.pk}\t{'t' if value else 'f'}\thuman\tnow\t\\N\n")
     with connection.cursor() as cursor:
-        with cursor.copy(
-            "COPY labeling_video (id, aid, bvid, title, description, tags, uploader_mid, uploader_name, "
-            "published_at, duration, cover_url, raw, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            copy.write(video_rows.getvalue())
-        cursor.execute("SELECT setval('labeling_video_id_seq', %s)", [videos])
+        videos_copy(cursor, ((f"视频 {n}", "", "") for n in range(1, videos + 1)))
         with cursor.copy("COPY labeling_label (video_id, user_id, value, source, created_at, retracted_at) FROM STDIN") as copy:
             copy.write(label_rows.getvalue())
         cursor.execute("ANALYZE")

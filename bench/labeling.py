@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_database import setup_django  # noqa: E402
+from bench.bench_database import setup_django, videos_copy  # noqa: E402
 
 BENCH_DATABASE = "cvsa_bench_labeling"
 OTHER_LABELERS = 7
@@ -58,9 +58,6 @@ def _load_corpus(videos: int, seed: int) -> tuple[int, float]:
                        "labeling_video RESTART IDENTITY CASCADE")
     users = [get_user_model().objects.get_or_create(username=f"bench-labeler-{n}")[0] for n in range(OTHER_LABELERS + 1)]
     veteran, others = users[0], users[1:]
-    video_rows = io.StringIO()
-    for n in range(1, videos + 1):
-        video_rows.write(f"{n}\t{100_000_000 + n}\t\t视频 {n}\t\t\t\\N\t\t\\N\t\\N\t\t{{}}\tnow\tnow\n")
     label_rows = io.StringIO()
     labels = 0
     veteran_videos = int(videos * VETERAN_SHARE)
@@ -77,12 +74,7 @@ def _load_corpus(videos: int, seed: int) -> tuple[int, float]:
             label_rows.write(f"{video_id}\t{user.pk}\t{'t' if value else 'f'}\thuman\t{rng.choice(past_days)}\t\\N\n")
             labels += 1
     with connection.cursor() as cursor:
-        with cursor.copy(
-            "COPY labeling_video (id, aid, bvid, title, description, tags, uploader_mid, uploader_name, "
-            "published_at, duration, cover_url, raw, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            copy.write(video_rows.getvalue())
-        cursor.execute("SELECT setval('labeling_video_id_seq', %s)", [videos])
+        videos_copy(cursor, ((f"视频 {n}", "", "") for n in range(1, videos + 1)))
         started = time.perf_counter()
         with cursor.copy("COPY labeling_label (video_id, user_id, value, source, created_at, retracted_at) FROM STDIN") as copy:
             copy.write(label_rows.getvalue())

@@ -6,7 +6,7 @@ Run: .venv/bin/python -m bench.labeling_browser [--videos 100000] [--presses 60]
 Uses its own database (cvsa_bench_labeling_browser) on the embedded server and the same
 corpus as ``bench/labeling.py`` (a veteran and seven other labelers, ~3 labels per video);
 the labeler measured is the veteran, whose history covers the head of every queue. The
-page is served by Django's WSGI handler in a thread (static files included) and driven by
+page is served by Django's WSGI handler in a thread (DEBUG off, static files collected) and driven by
 headless Chromium (``/usr/bin/chromium``) through Playwright, at a labeler's pace: each
 key press waits for the previous answer to be saved.
 """
@@ -17,6 +17,7 @@ import argparse
 import statistics
 import sys
 import threading
+import time
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -57,10 +58,12 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 
 def _serve() -> tuple[str, _ThreadingServer]:
-    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    """The production WSGI stack (DEBUG off; WhiteNoise serves the collected static files)."""
+    from django.core.management import call_command
     from django.core.wsgi import get_wsgi_application
 
-    server = make_server("127.0.0.1", 0, StaticFilesHandler(get_wsgi_application()),
+    call_command("collectstatic", interactive=False, verbosity=0)
+    server = make_server("127.0.0.1", 0, get_wsgi_application(),
                          server_class=_ThreadingServer, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_port}", server
@@ -103,7 +106,9 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             page = browser.new_page(base_url=base_url)
-            page.goto("/accounts/login/?next=/labeling/")
+            login = page.goto("/accounts/login/?next=/labeling/")
+            if login.status != 200:
+                raise SystemExit(f"the login page answered {login.status}: {page.content()[:500]}")
             page.fill("input[name=username]", veteran.username)
             page.fill("input[name=password]", PASSWORD)
             page.click("button[type=submit], input[type=submit]")
@@ -112,10 +117,11 @@ def main() -> None:
             saves = []
             for press in range(args.presses):
                 shown = page.locator("#label-card").get_attribute("data-video-aid")
+                started = time.perf_counter()
                 with page.expect_response(lambda response: response.url.endswith("/labeling/answer")) as answer:
                     page.keyboard.press("1" if press % 2 else "0")
-                response = answer.value
-                saves.append(response.request.timing["responseEnd"])
+                answer.value.finished()
+                saves.append((time.perf_counter() - started) * 1000)
                 page.wait_for_function("shown => document.getElementById('label-card').dataset.videoAid !== shown",
                                        arg=shown)
                 page.wait_for_function("document.querySelectorAll('#label-prefetch template').length >= 2")
@@ -127,7 +133,7 @@ def main() -> None:
     print(f"\n{args.videos:,} videos, {labels:,} labels, the veteran labeler, {args.presses} key presses "
           f"({written} labels written)")
     print(f"key press -> next card visible:   {_percentiles(swaps)}")
-    print(f"answer post round trip:           {_percentiles(saves)}")
+    print(f"key press -> answer saved:        {_percentiles(saves)}  (the background post's response, seen by the driver)")
 
 
 if __name__ == "__main__":
