@@ -130,14 +130,15 @@ def _candidates_sql(mode: str, *, overlap: int, start: int, lock: bool, full_wal
             WHERE {_eligible(mode)}
             ORDER BY c.position
             LIMIT %(limit)s{tail}"""
-    # The ranges are already in queue order and an Append reads them one after the other,
-    # so the LIMIT stops at the first eligible rows: the ranges after them are never read,
-    # and the rows after them never probed. (A video in both the head and the walk of its
-    # vote count may come twice; the caller keeps the first.)
+    # At most PROBE_ROWS rows per range, each checked by index probes, then put in queue
+    # order explicitly: an Append's order is not a promise (a planner on small or
+    # unanalyzed tables hashed the ranges and returned aid order). (A video in both the
+    # head and the walk of its vote count may come twice; the caller keeps the first.)
     return f"""
         SELECT s.video_id FROM ({union}) c
         JOIN LATERAL (SELECT * FROM {_STATS} s WHERE s.video_id = c.video_id) s ON true
         WHERE {_eligible(mode)}
+        ORDER BY c.segment, c.part, c.position
         LIMIT %(limit)s{tail}"""
 
 

@@ -47,3 +47,15 @@ def label_conflicts(videos, users) -> None:
     Label.objects.bulk_create(
         [Label(video=video, user=user, value=value) for video in videos for user, value in zip(users, (True, False, True))]
     )
+
+
+def analyze_labeling_tables() -> None:
+    """Planner statistics as autovacuum would leave them. A test writes its rows inside one
+    transaction, where autovacuum never runs: on tables it has never analyzed the planner
+    guesses sizes, and a guess once hashed the queue's ordered candidates (aid order came
+    back) or joined the consensus view for every video per row (a statement timeout)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE labeling_video; ANALYZE labeling_label; ANALYZE labeling_review; "
+                       "ANALYZE labeling_reviewrequest; ANALYZE labeling_videolabelstats")
