@@ -7,7 +7,6 @@ the latest pass wins; answering the video yes or no later removes the pass."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -128,28 +127,3 @@ def previous_answer(*, user, before_video_id: int | None = None) -> PreviousAnsw
     if vote is None:
         return None
     return PreviousAnswer(vote.video, "yes" if vote.value else "no", "", vote.created_at)
-
-
-@dataclass(frozen=True)
-class UnsureNote:
-    """An "unsure" answer as reviewers see it."""
-
-    video_id: int
-    username: str
-    comment: str
-    answered_at: datetime
-    guideline_version: int | None
-
-
-def passes_for_review(video_ids) -> dict[int, list[UnsureNote]]:
-    """The "unsure" answers (with their comments) on these videos, oldest first, for the
-    review page: one query whatever the number of videos."""
-    rows = (
-        LabelPass.objects.filter(video_id__in=list(video_ids), reason=PassReason.UNSURE)
-        .order_by("video_id", "updated_at", "id")
-        .values_list("video_id", "user__username", "comment", "updated_at", "guideline__version")
-    )
-    notes: dict[int, list[UnsureNote]] = defaultdict(list)
-    for video_id, username, comment, answered_at, version in rows:
-        notes[video_id].append(UnsureNote(video_id, username, comment, answered_at, version))
-    return dict(notes)

@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from labeling import passes
+from labeling import passes, review_selectors
 from labeling.models import Label, LabelPass, PassReason
 
 pytestmark = pytest.mark.django_db
@@ -110,7 +110,7 @@ def test_unsure_on_a_voted_video_without_confirmation_writes_nothing(logged_in_c
     assert Label.objects.get().retracted_at is None
 
 
-def test_passes_for_review_lists_unsure_answers_with_comments(make_user, make_videos, django_assert_num_queries):
+def test_reviewers_read_unsure_answers_with_comments_in_one_query(make_user, make_videos, django_assert_num_queries):
     videos = make_videos(30)
     ann, bob = make_user("ann"), make_user("bob")
     for video in videos:
@@ -118,7 +118,7 @@ def test_passes_for_review_lists_unsure_answers_with_comments(make_user, make_vi
         passes.label_pass(user=bob, video=video, reason="skip")
 
     with django_assert_num_queries(1):
-        notes = passes.passes_for_review([video.pk for video in videos])
+        notes = review_selectors.unsure_answers_by_video([video.pk for video in videos])
 
     assert len(notes) == 30
     assert [(note.username, note.comment) for note in notes[videos[0].pk]] == [("ann", f"c{videos[0].pk}")]
